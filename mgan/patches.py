@@ -1,0 +1,116 @@
+"""Neural patches: regular sampling grids, extraction, and gradient blending.
+
+MGAN paper Sec. 3.1: D scores "neural patches" regularly sampled from a VGG feature
+map (relu3_1, 8x8 at stride 4 by default). Each patch receives its own gradient from
+D; "in order to have a coherent transition between adjacent patches, we blend their
+output gradient like texture optimization [18] did": overlapping gradients are summed
+into the feature map and divided by how many patches cover each position.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def grid_positions(length: int, size: int, stride: int) -> list[int]:
+    """Top/left offsets of patches along one axis, with the border included.
+
+    ``0, stride, 2*stride, ...`` and, if the last regular patch stops short of the
+    border, one more patch flush with it (``length - size``).
+
+    >>> grid_positions(10, 4, 4)
+    [0, 4, 6]
+    """
+    if size < 1 or stride < 1:
+        raise ValueError(f"patch size and stride must be >= 1, got {size}, {stride}")
+    if length < size:
+        raise ValueError(f"feature map side {length} is smaller than the patch size {size}")
+    pos = list(range(0, length - size + 1, stride))
+    if pos[-1] != length - size:
+        pos.append(length - size)
+    return pos
+
+
+def extract_patches(feat: Tensor, size: int, stride: int) -> Tensor:
+    """All grid patches of a feature map.
+
+    Args:
+        feat: ``[N, C, H, W]``.
+    Returns:
+        ``[N * P, C, size, size]`` with ``P = len(rows) * len(cols)`` in row-major order
+        (image index outermost). Autograd sums the gradients of overlapping patches.
+    """
+    n, c, h, w = feat.shape
+    rows = torch.tensor(grid_positions(h, size, stride), device=feat.device)
+    cols = torch.tensor(grid_positions(w, size, stride), device=feat.device)
+    windows = feat.unfold(2, size, 1).unfold(3, size, 1)  # [N, C, H-s+1, W-s+1, s, s], a view
+    patches = windows[:, :, rows][:, :, :, cols]  # [N, C, R, Q, s, s]
+    return patches.permute(0, 2, 3, 1, 4, 5).reshape(n * len(rows) * len(cols), c, size, size)
+
+
+def coverage(height: int, width: int, size: int, stride: int, device: torch.device | str = "cpu") -> Tensor:
+    """How many grid patches cover each position: ``[H, W]`` float, every entry >= 1."""
+    cov = torch.zeros(height, width, device=device)
+    for r in grid_positions(height, size, stride):
+        for q in grid_positions(width, size, stride):
+            cov[r : r + size, q : q + size] += 1
+    return cov
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the incoming gradient by a fixed map on the way back."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(scale)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
+        (scale,) = ctx.saved_tensors
+        return grad * scale.to(grad.dtype), None
+
+
+def blend_gradients(feat: Tensor, size: int, stride: int) -> Tensor:
+    """Mark ``feat`` so that gradients arriving from overlapping patches are averaged.
+
+    Patches taken from the returned tensor (by :func:`extract_patches`, or a strided
+    conv with kernel ``size`` and stride ``stride``) send back their summed
+    gradients; this divides that sum by the coverage count, i.e. each feature
+    position receives the mean of its patches' gradients (paper Sec. 3.1, after
+    Kwatra et al.'s texture optimisation [18]).
+
+    Args:
+        feat: ``[N, C, H, W]``. Returns the same values, ``[N, C, H, W]``.
+    """
+    cov = coverage(feat.shape[2], feat.shape[3], size, stride, device=feat.device)
+    return _ScaleGrad.apply(feat, (1.0 / cov).view(1, 1, *cov.shape))
+
+
+def sample_patches(feats: list[Tensor], count: int, size: int, generator: torch.Generator | None = None) -> Tensor:
+    """Draw ``count`` patches uniformly at random from a pool of feature maps.
+
+    The pool (the style image's augmented copies, paper Sec. 3.1) may hold maps of
+    different sizes; each draw picks a map with probability proportional to its
+    number of patch positions, then a position.
+
+    Args:
+        feats: list of ``[1, C, H_i, W_i]`` maps.
+    Returns:
+        ``[count, C, size, size]``.
+    """
+    npos = torch.tensor([(f.shape[2] - size + 1) * (f.shape[3] - size + 1) for f in feats], dtype=torch.float64)
+    if (npos <= 0).any():
+        raise ValueError(f"a style feature map is smaller than the patch size {size}")
+    which = torch.multinomial(npos, count, replacement=True, generator=generator)
+    out = []
+    for i, f in enumerate(feats):
+        k = int((which == i).sum())
+        if k == 0:
+            continue
+        ys = torch.randint(0, f.shape[2] - size + 1, (k,), generator=generator)
+        xs = torch.randint(0, f.shape[3] - size + 1, (k,), generator=generator)
+        windows = f[0].unfold(1, size, 1).unfold(2, size, 1)  # [C, H', W', s, s]
+        out.append(windows[:, ys.to(f.device), xs.to(f.device)].permute(1, 0, 2, 3))
+    return torch.cat(out)
