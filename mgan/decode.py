@@ -1,0 +1,730 @@
+"""Feed-forward MGAN decoding: photos, folders, videos and noise, at any size (paper Sec. 4-5).
+
+The released generator ``G`` decodes VGG-19 relu4_1 features of an image (a photo for
+style transfer, Perlin or brown noise for unguided texture synthesis, Fig. 13) into
+the trained style: ``image -> VGG relu4_1 -> G -> image``. :class:`Decoder` is the
+engine (also used by training and evaluation code); :func:`main` is the CLI.
+
+Any size in bounded memory. The paper notes memory "can be reduced by subdividing the
+input photo into blocks" but leaves it unexplored (Sec. 5: 2.5 GB for 512^2). Here the
+image is cut into tiles whose halo (:data:`HALO` px) covers the receptive field of
+VGG-to-relu4_1 (32 px, measured: features are bit-identical beyond it) plus that of
+``G`` (2 relu4_1 cells = 16 px). Each tile runs through encoder and ``G`` with plain
+zero padding, and only its halo-free core is kept, so the tiled result *is* the untiled
+decode (up to float rounding of different conv shapes): no blending is needed and no
+seam can appear. The tile side is chosen from a memory budget (``tile_memory_mb``).
+
+Tileable textures use the same machinery: the halo is taken with wrap-around
+indexing, which equals circular padding in every conv of encoder and ``G`` (max-pool
+needs sizes that are multiples of 8, which tileable decodes require), so the output
+wraps seamlessly.
+
+Inference uses ``G`` in eval mode: its BatchNorm layers apply their running
+statistics and are folded into the preceding (fractionally-strided) convolutions. The
+original code left BN in train mode at test time (batch statistics), which makes an
+output depend on the rest of the batch and on tiling; eval mode keeps decoding local.
+
+CLI::
+
+    python -m mgan.decode --input photo.jpg --out out.png
+    python -m mgan.decode --input photos/ --out outs/ --size 1024
+    python -m mgan.decode --input clip.mp4 --out clip_mgan.mp4 --size 1080x810
+    python -m mgan.decode --noise perlin --size 1024 --seed 3 --out texture.png
+    python -m mgan.decode --noise brown --size 512 --tileable --out tile.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from mgan import io
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL = ASSETS / "picasso.safetensors"
+
+ENCODER_HALO = 32  # px: receptive-field radius of VGG-19 relu4_1 (measured, multiple of 8)
+G_HALO = 2  # relu4_1 cells: receptive-field radius of G (3x3 conv + three 4x4/2 FS-convs)
+HALO = ENCODER_HALO + 8 * G_HALO  # px kept around each tile core
+PRECISIONS = ("fp32", "bf16", "bf16-autocast")
+# Peak working bytes per tile pixel (input included), measured with decode-memory probes on
+# CPU (channels_last): dominated by the 64-channel relu1_x maps and oneDNN reorders.
+BYTES_PER_PIXEL = {"fp32": 1400, "bf16": 800, "bf16-autocast": 1400}
+DEFAULT_TILE_MEMORY_MB = 768
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+VIDEO_OUT_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".m4v": "mp4"}
+IMAGE_OUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+# ----------------------------------------------------------------------------- network
+
+
+def fold_batchnorm(net: nn.Sequential) -> nn.Sequential:
+    """Fold eval-mode BatchNorm into the preceding Conv2d / ConvTranspose2d.
+
+    ``BN(conv(x)) = conv'(x)`` with the weight scaled per output channel by
+    ``gamma / sqrt(var + eps)`` and a bias ``beta - mean * gamma / sqrt(var + eps)``
+    (plus the conv's own bias, scaled). Returns a new ``nn.Sequential`` of copies; the
+    input is untouched. BN layers not preceded by a conv are kept as they are.
+    """
+    layers: list[nn.Module] = []
+    for m in net:
+        prev = layers[-1] if layers else None
+        if isinstance(m, nn.BatchNorm2d) and isinstance(prev, (nn.Conv2d, nn.ConvTranspose2d)):
+            scale = (m.weight if m.affine else torch.ones_like(m.running_var)) / torch.sqrt(m.running_var + m.eps)
+            shift = (m.bias if m.affine else torch.zeros_like(m.running_mean)) - m.running_mean * scale
+            w = prev.weight.detach().clone()
+            if isinstance(prev, nn.Conv2d):  # [out, in/groups, kh, kw]
+                w *= scale.view(-1, 1, 1, 1)
+            else:  # ConvTranspose2d: [in, out/groups, kh, kw]
+                if prev.groups != 1:
+                    raise ValueError("fold_batchnorm: grouped ConvTranspose2d is not supported")
+                w *= scale.view(1, -1, 1, 1)
+            b = shift if prev.bias is None else prev.bias.detach() * scale + shift
+            fused = _copy_conv(prev, bias=True)
+            fused.weight.data.copy_(w)
+            fused.bias.data.copy_(b.detach())
+            layers[-1] = fused
+        else:
+            layers.append(_copy_module(m))
+    return nn.Sequential(*layers)
+
+
+def _copy_conv(m: nn.Conv2d | nn.ConvTranspose2d, bias: bool) -> nn.Module:
+    if isinstance(m, nn.ConvTranspose2d):
+        return nn.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                                  m.output_padding, m.groups, bias, m.dilation)
+    return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                     m.groups, bias, m.padding_mode)
+
+
+def _copy_module(m: nn.Module) -> nn.Module:
+    import copy  # noqa: PLC0415
+
+    return copy.deepcopy(m)
+
+
+class _Pipeline(nn.Module):
+    """RGB tile ``[N, 3, h, w]`` in ``[0, 1]`` -> decoded tile ``[N, 3, h, w]`` float32 in ``[0, 1]``."""
+
+    def __init__(self, encoder: nn.Module, layer: str, g_net: nn.Module, autocast: bool) -> None:
+        super().__init__()
+        self.encoder, self.layer, self.g_net, self.autocast = encoder, layer, g_net, autocast
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            feat = self.encoder(x, layers=(self.layer,))[self.layer]
+            y = self.g_net(feat)
+        return (y.float() + 1) * 0.5
+
+
+@functools.lru_cache(maxsize=4)
+def _encoder(layer: str, weights: str, pooling: str, precision: str, channels_last: bool, device: str) -> nn.Module:
+    """A frozen VGG-19 encoder, shared by decoders with the same settings (it is stateless)."""
+    from mgan.vgg import VGG19Encoder  # noqa: PLC0415
+
+    enc = VGG19Encoder((layer,), weights=weights, pooling=pooling, precision=precision, channels_last=channels_last)
+    return enc.to(device)
+
+
+# ----------------------------------------------------------------------------- tiling
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tile along one axis: read ``src_len`` pixels from ``src_start`` (wrapped modulo
+    the axis length when tileable), keep ``core_len`` pixels from ``core_offset`` inside
+    the tile and write them at ``out_start`` of the output."""
+
+    src_start: int
+    src_len: int
+    core_offset: int
+    out_start: int
+    core_len: int
+
+
+def axis_spans(n: int, core: int | None, halo: int = HALO, wrap: bool = False) -> list[Span]:
+    """Cut an axis of ``n`` pixels into tiles of at most ``core`` pixels plus ``halo`` each side.
+
+    All tiles of an axis have the same source length (compiled kernels and oneDNN
+    primitives are reused); cores are evened out and the last one may overlap its
+    neighbour (it writes identical values). Without ``wrap``, halos are clipped by
+    sliding the tile inside the image, as the untiled decode zero-pads only at the
+    image border. ``core=None`` gives one tile.
+    """
+    if wrap:
+        if core is None or core >= n:
+            return [Span(-halo, n + 2 * halo, halo, 0, n)]
+    elif core is None or core + 2 * halo >= n:
+        return [Span(0, n, 0, 0, n)]
+    k = math.ceil(n / core)
+    core = min(n, math.ceil(n / k / 8) * 8)
+    spans = []
+    for i in range(k):
+        c0 = min(i * core, n - core)
+        length = core + 2 * halo
+        s = c0 - halo if wrap else min(max(c0 - halo, 0), n - length)
+        spans.append(Span(s, length, c0 - s, c0, core))
+    return spans
+
+
+def _take(x: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """``x`` narrowed to ``[start, start + length)`` along ``dim``, wrapping around its size."""
+    n = x.shape[dim]
+    if 0 <= start and start + length <= n:
+        return x.narrow(dim, start, length)
+    idx = torch.arange(start, start + length, device=x.device) % n
+    return x.index_select(dim, idx)
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+class Decoder:
+    """Image -> VGG-19 relu4_1 -> G -> image, tiled, at any size (paper Sec. 3.2 and 5).
+
+    Args:
+        model: a released generator file (:func:`mgan.generator.save_release`) or a
+            :class:`~mgan.generator.Generator` (used in eval mode; not modified).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:0"``, or a device.
+        precision: ``"bf16"`` (bf16 weights and activations: fastest on AMX/AVX-512 CPUs
+            and GPUs), ``"fp32"``, or ``"bf16-autocast"`` (fp32 weights under autocast;
+            slower than ``"bf16"``, kept for comparison).
+        tile: tile core side in pixels (rounded to a multiple of 8), ``None`` for no
+            tiling, or ``"auto"`` to pick it from ``tile_memory_mb``.
+        tile_memory_mb: working-memory budget of one tile for ``tile="auto"``.
+        channels_last: NHWC layout (faster oneDNN / cuDNN kernels).
+        fold_bn: fold G's BatchNorm into its convolutions (same output, fewer passes).
+        compile: ``torch.compile`` the pipeline (slow first call per tile shape).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | nn.Module = DEFAULT_MODEL,
+        device: str | torch.device = "auto",
+        precision: str = "bf16",
+        tile: int | str | None = "auto",
+        tile_memory_mb: float = DEFAULT_TILE_MEMORY_MB,
+        channels_last: bool = True,
+        fold_bn: bool = True,
+        compile: bool = False,
+    ) -> None:
+        from mgan.generator import Generator, load_release  # noqa: PLC0415
+        from mgan.mdan import resolve_device  # noqa: PLC0415
+        from mgan.vgg import layer_scale  # noqa: PLC0415
+
+        if precision not in PRECISIONS:
+            raise io.InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile >= 8)):
+            raise io.InputError(f"tile must be 'auto', None or an integer >= 8, got {tile!r}")
+        if tile_memory_mb <= 0:
+            raise io.InputError(f"tile memory must be > 0 MB, got {tile_memory_mb}")
+        self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+        if isinstance(model, Generator):
+            G, self.extra = model, {}
+        elif isinstance(model, nn.Module):
+            raise io.InputError(f"model must be an mgan Generator or a release file, got {type(model).__name__}")
+        else:
+            path = Path(model)
+            if not path.is_file() and path == DEFAULT_MODEL:
+                raise io.InputError(
+                    f"the bundled generator {path} is missing (no trained model shipped yet); "
+                    "train one or pass --model FILE.safetensors"
+                )
+            G, self.extra = load_release(path)
+        cfg = G.config
+        if layer_scale(cfg.encoder_layer) != G.upscale:
+            raise io.InputError(
+                f"generator upsamples x{G.upscale} but its encoder layer {cfg.encoder_layer} is at 1/{layer_scale(cfg.encoder_layer)}"
+            )
+        self.config = cfg
+        self.precision = precision
+        self.tile = (tile + 7) // 8 * 8 if isinstance(tile, int) else tile
+        self.tile_memory_mb = float(tile_memory_mb)
+        self.scale = G.upscale
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        encoder = _encoder(cfg.encoder_layer, cfg.vgg_weights, cfg.pooling,
+                           "bf16" if precision == "bf16" else "fp32", channels_last, str(self.device))
+        g_net = fold_batchnorm(G.eval().net) if fold_bn else _copy_module(G.net).eval()
+        g_net = g_net.eval().requires_grad_(False).to(dtype=dtype, memory_format=fmt)
+        self.pipeline = _Pipeline(encoder, cfg.encoder_layer, g_net, autocast=precision == "bf16-autocast")
+        self.pipeline.to(self.device).eval()
+        self.memory_format = fmt
+        self._run = torch.compile(self.pipeline, dynamic=False) if compile else self.pipeline
+
+    # -- planning
+
+    def tile_core(self, height: int, width: int, tileable: bool = False) -> int | None:
+        """Tile core side in pixels for an ``height x width`` image, or ``None`` (one tile)."""
+        if self.tile is None:
+            return None
+        if isinstance(self.tile, int):
+            return self.tile
+        budget_px = self.tile_memory_mb * 2**20 / BYTES_PER_PIXEL[self.precision]
+        pad = 2 * HALO if tileable else 0
+        if (height + pad) * (width + pad) <= budget_px:
+            return None
+        side = int(math.sqrt(budget_px)) - 2 * HALO
+        return max(64, side // 8 * 8)
+
+    def plan(self, height: int, width: int, tileable: bool = False) -> tuple[list[Span], list[Span]]:
+        """``(row spans, column spans)`` of the tiles for an image of this size."""
+        core = self.tile_core(height, width, tileable)
+        return axis_spans(height, core, HALO, tileable), axis_spans(width, core, HALO, tileable)
+
+    # -- decoding
+
+    @torch.inference_mode()
+    def decode(self, image: Tensor, tileable: bool = False, progress: bool = False) -> Tensor:
+        """Decode ``[N, 3, H, W]`` RGB in ``[0, 1]`` to ``[N, 3, H, W]`` float32 in ``[0, 1]`` (CPU).
+
+        Any ``H, W >= 8`` works: sides that are not multiples of 8 are padded by edge
+        replication and cropped back. ``tileable=True`` decodes as if the image were
+        periodic (wrap-around), so the result tiles seamlessly; it needs sides that are
+        multiples of 8.
+        """
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise io.InputError(f"decode expects [N, 3, H, W] RGB, got {tuple(image.shape)}")
+        n, _, h0, w0 = image.shape
+        if min(h0, w0) < self.scale:
+            raise io.InputError(f"image is too small to decode ({w0}x{h0}); each side must be at least {self.scale} px")
+        if tileable and (h0 % self.scale or w0 % self.scale):
+            raise io.InputError(f"a tileable decode needs sides that are multiples of {self.scale}, got {w0}x{h0}")
+        x = image.float()
+        ph, pw = (-h0) % self.scale, (-w0) % self.scale
+        if ph or pw:
+            x = nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+        H, W = x.shape[-2:]
+        rows, cols = self.plan(H, W, tileable)
+        out = torch.empty(n, 3, H, W)
+        total = n * len(rows) * len(cols)
+        bar = None
+        if progress and total > 1:
+            from tqdm import tqdm  # noqa: PLC0415
+
+            bar = tqdm(total=total, desc="tiles", unit="tile", file=sys.stderr, dynamic_ncols=True, leave=False)
+        for i in range(n):
+            xi = x[i : i + 1]
+            for r in rows:
+                band = _take(xi, 2, r.src_start, r.src_len)
+                for c in cols:
+                    tile = _take(band, 3, c.src_start, c.src_len)
+                    tile = tile.to(self.device).contiguous(memory_format=self.memory_format)
+                    y = self._run(tile)
+                    core = y[..., r.core_offset : r.core_offset + r.core_len, c.core_offset : c.core_offset + c.core_len]
+                    out[i : i + 1, :, r.out_start : r.out_start + r.core_len, c.out_start : c.out_start + c.core_len] = (
+                        core.to("cpu")
+                    )
+                    if bar is not None:
+                        bar.update()
+        if bar is not None:
+            bar.close()
+        return out[..., :h0, :w0] if (ph or pw) else out
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def parse_size(text: str | None) -> tuple[int, int] | int | None:
+    """``"1024"`` -> ``1024`` (longest side; square for noise); ``"1080x810"`` -> ``(1080, 810)`` (W, H)."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    try:
+        if "x" in t:
+            w, h = (int(v) for v in t.split("x"))
+            if w < 8 or h < 8:
+                raise ValueError
+            return (w, h)
+        v = int(t)
+        if v < 8:
+            raise ValueError
+        return v
+    except ValueError:
+        raise io.InputError(f"--size must be N or WxH with sides >= 8, got {text!r}") from None
+
+
+def target_size(w: int, h: int, size: tuple[int, int] | int | None) -> tuple[int, int]:
+    """Output ``(W, H)`` for a ``w x h`` input: unchanged, longest side ``size``, or exactly ``WxH``."""
+    if size is None:
+        return w, h
+    if isinstance(size, tuple):
+        return size
+    s = size / max(w, h)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def resize(x: Tensor, w: int, h: int) -> Tensor:
+    """``[N, 3, H, W]`` -> ``[N, 3, h, w]`` (bicubic, antialiased when shrinking), clamped to ``[0, 1]``."""
+    if x.shape[-2:] == (h, w):
+        return x
+    y = nn.functional.interpolate(x.float(), size=(h, w), mode="bicubic", align_corners=False, antialias=True)
+    return y.clamp_(0, 1)
+
+
+def blend_noise(photo: Tensor, noise_img: Tensor | None, weight: float) -> Tensor:
+    """``(1 - weight) * photo + weight * noise``: the original demo's stylisation control.
+
+    The original code added a low-frequency noise image times ``noise_weight`` to the
+    photo before encoding; a convex blend keeps the input in ``[0, 1]`` and runs from
+    the photo (0) to unguided noise synthesis (1).
+    """
+    if weight == 0 or noise_img is None:
+        return photo
+    return torch.lerp(photo.float(), noise_img.float(), float(weight))
+
+
+def is_video(path: Path) -> bool:
+    """Whether ``path`` names a video by its extension."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def read_video(path: str | os.PathLike) -> tuple[Iterator[Tensor], Fraction, int]:
+    """Open a video: ``(frames, fps, frame count or 0 if unknown)``; frames are ``[1, 3, H, W]`` in ``[0, 1]``.
+
+    Audio and other streams are ignored. Raises :class:`InputError` if the file cannot
+    be opened or has no video stream; the iterator raises it on a corrupt stream.
+    """
+    import av  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.is_file():
+        raise io.InputError(f"video not found: {path}")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise io.InputError(f"{path}: cannot open video ({_first_line(exc)})") from None
+    if not container.streams.video:
+        container.close()
+        raise io.InputError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    fps = stream.average_rate or stream.guessed_rate or Fraction(25)
+    count = int(stream.frames or 0)
+
+    def frames() -> Iterator[Tensor]:
+        try:
+            for frame in container.decode(stream):
+                arr = frame.to_ndarray(format="rgb24")
+                yield torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        except av.FFmpegError as exc:
+            raise io.InputError(f"{path}: cannot decode video ({_first_line(exc)})") from None
+        finally:
+            container.close()
+
+    return frames(), Fraction(fps), count
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+class VideoWriter:
+    """Write ``[1, 3, H, W]`` frames in ``[0, 1]`` to a video file, atomically on :meth:`close`.
+
+    H.264 (``libx264``, CRF 18, yuv420p) when available, else MPEG-4 Part 2. Sides are
+    cropped to even numbers as yuv420p needs. Nothing appears at ``path`` unless at
+    least one frame was written and :meth:`close` succeeded.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: Fraction | float) -> None:
+        import av  # noqa: PLC0415
+
+        self.path = Path(path)
+        fmt = VIDEO_OUT_FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise io.InputError(f"--out {self.path}: video output must end in {', '.join(VIDEO_OUT_FORMATS)}")
+        self._cm = io.atomic_write(self.path)
+        self._file = self._cm.__enter__()
+        self._av = av
+        self.container = av.open(self._file, "w", format=fmt)
+        self.fps = Fraction(fps).limit_denominator(1001 * 1000)
+        self.stream = None
+        self.frames = 0
+
+    def write(self, frame: Tensor) -> None:
+        """Append one frame ``[1, 3, H, W]`` (or ``[3, H, W]``) in ``[0, 1]``."""
+        arr = io.to_uint8(frame)
+        h, w = arr.shape[0] // 2 * 2, arr.shape[1] // 2 * 2
+        arr = arr[:h, :w]
+        if self.stream is None:
+            codec = "libx264" if "libx264" in self._av.codecs_available else "mpeg4"
+            self.stream = self.container.add_stream(codec, rate=self.fps)
+            self.stream.width, self.stream.height, self.stream.pix_fmt = w, h, "yuv420p"
+            if codec == "libx264":
+                self.stream.options = {"crf": "18"}
+        vf = self._av.VideoFrame.from_ndarray(arr, format="rgb24")
+        self.container.mux(self.stream.encode(vf))
+        self.frames += 1
+
+    def close(self, ok: bool = True) -> None:
+        """Flush and move the file into place (``ok``), or discard it."""
+        try:
+            if ok and self.stream is not None:
+                self.container.mux(self.stream.encode(None))
+            self.container.close()
+        except BaseException:
+            self._cm.__exit__(*sys.exc_info())
+            raise
+        if ok and self.frames:
+            self._cm.__exit__(None, None, None)
+        else:
+            with contextlib.suppress(RuntimeError):
+                self._cm.__exit__(RuntimeError, RuntimeError("discarded"), None)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mgan.decode",
+        description="Decode photos, folders, videos or noise with a trained MGAN generator (paper Sec. 4-5).",
+        epilog="example: python -m mgan.decode --noise perlin --size 1024 --seed 3 --out texture.png",
+    )
+    src = p.add_argument_group("input (one of --input / --noise)")
+    src.add_argument("--input", type=Path, help="an image, a folder of images, or a video file")
+    src.add_argument("--noise", choices=("perlin", "brown"),
+                     help="unguided synthesis from this noise; with --input, the noise blended by --noise-weight")
+    src.add_argument("--noise-weight", type=float, default=0.0,
+                     help="blend this much noise into the input before encoding (0 = photo, 1 = pure noise)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"released generator (default {DEFAULT_MODEL})")
+    p.add_argument("--out", type=Path,
+                   help="output image / folder / video (default decode_out.png, decode_out/, decode_out.mp4)")
+    p.add_argument("--size", help="N: longest side (square for noise; default 512 for noise, input size otherwise); WxH: exact")
+    p.add_argument("--seed", type=int, default=0, help="noise seed: same seed, same texture")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
+                   help="bf16 weights and activations (fast) or fp32")
+    p.add_argument("--tileable", action="store_true",
+                   help="seamlessly wrapping output (periodic noise, circular padding); sides must be multiples of 8")
+    p.add_argument("--tile", default="auto", help="tile core side in px, 'auto' (by --tile-memory) or 'off'")
+    p.add_argument("--tile-memory", type=float, default=DEFAULT_TILE_MEMORY_MB, help="working-memory budget per tile, MB")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, faster decode)")
+    n = p.add_argument_group("noise")
+    n.add_argument("--octaves", type=int, default=6, help="Perlin octaves")
+    n.add_argument("--persistence", type=float, default=0.5, help="Perlin amplitude ratio between octaves")
+    n.add_argument("--noise-scale", type=float, default=None,
+                   help="largest noise feature in px (default 128 for Perlin, 256 for brown)")
+    n.add_argument("--grey", action="store_true", help="grey noise instead of colour")
+    n.add_argument("--perlin-backend", choices=("torch", "noise"), default="torch",
+                   help="torch: vectorised (fast); noise: the noise package's pnoise2 per pixel (slow)")
+    p.add_argument("--save-noise", type=Path, help="also save the noise image that is decoded (noise mode)")
+    p.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit of input images")
+    p.add_argument("--dry-run", action="store_true", help="check inputs, model and output, print the plan, decode nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _tile_arg(text: str) -> int | str | None:
+    t = str(text).strip().lower()
+    if t == "auto":
+        return "auto"
+    if t in ("off", "none", "0"):
+        return None
+    try:
+        v = int(t)
+    except ValueError:
+        v = -1
+    if v < 8:
+        raise io.InputError(f"--tile must be 'auto', 'off' or a side >= 8 px, got {text!r}")
+    return v
+
+
+def _noise_options(args: argparse.Namespace, kind: str) -> dict:
+    scale = args.noise_scale if args.noise_scale is not None else (128.0 if kind == "perlin" else 256.0)
+    if kind == "perlin":
+        return {"octaves": args.octaves, "persistence": args.persistence, "scale": scale, "color": not args.grey,
+                "tileable": args.tileable, "backend": args.perlin_backend}
+    return {"scale": scale, "color": not args.grey}
+
+
+def _make_noise(args: argparse.Namespace, kind: str, w: int, h: int) -> Tensor:
+    from mgan.noise import make_noise  # noqa: PLC0415
+
+    try:
+        return make_noise(kind, h, w, seed=args.seed, **_noise_options(args, kind))
+    except ValueError as exc:
+        raise io.InputError(f"noise options: {exc}") from None
+
+
+def _check_out(out: Path, kind: str) -> None:
+    if kind == "image" and out.suffix.lower() not in IMAGE_OUT_EXTENSIONS:
+        raise io.InputError(f"--out {out}: expected an image file name such as out.png")
+    if kind == "video" and out.suffix.lower() not in VIDEO_OUT_FORMATS:
+        raise io.InputError(f"--out {out}: expected a video file name ending in {', '.join(VIDEO_OUT_FORMATS)}")
+    if kind == "folder":
+        if out.exists() and not out.is_dir():
+            raise io.InputError(f"--out {out}: expected a folder for a folder of inputs")
+        io.check_writable(out)
+    else:
+        if out.is_dir():
+            raise io.InputError(f"--out {out} is a folder; name an output file")
+        io.check_writable(out.parent if str(out.parent) else Path("."))
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.input is None and args.noise is None:
+        raise io.InputError("give --input (image, folder or video) or --noise perlin|brown")
+    if not 0 <= args.noise_weight <= 1:
+        raise io.InputError(f"--noise-weight must be in [0, 1], got {args.noise_weight}")
+    if args.octaves < 1 or not 0 < args.persistence <= 1:
+        raise io.InputError("--octaves must be >= 1 and --persistence in (0, 1]")
+    if args.noise_scale is not None and not args.noise_scale > 0:
+        raise io.InputError(f"--noise-scale must be > 0, got {args.noise_scale}")
+    if args.tile_memory <= 0:
+        raise io.InputError(f"--tile-memory must be > 0, got {args.tile_memory}")
+    if args.input is not None and not args.input.exists():
+        raise io.InputError(f"input not found: {args.input}")
+
+
+def _check_tileable_size(args: argparse.Namespace, w: int, h: int) -> None:
+    if args.tileable and (w % 8 or h % 8):
+        raise io.InputError(f"--tileable needs sides that are multiples of 8, got {w}x{h}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    args = _parser().parse_args(argv)
+    try:
+        _validate(args)
+        io.set_max_pixels(args.max_pixels)
+        size = parse_size(args.size)
+        tile = _tile_arg(args.tile)
+        if args.input is None:
+            mode = "noise"
+        elif args.input.is_dir():
+            mode = "folder"
+        elif is_video(args.input):
+            mode = "video"
+        else:
+            mode = "image"
+        default_out = {"noise": "decode_out.png", "image": "decode_out.png", "folder": "decode_out", "video": "decode_out.mp4"}
+        out = args.out or Path(default_out[mode])
+        _check_out(out, "image" if mode == "noise" else mode)
+        if args.save_noise is not None:
+            _check_out(args.save_noise, "image")
+        files = io.list_images(args.input) if mode == "folder" else []
+        if mode == "noise":
+            w, h = (size, size) if isinstance(size, int) else (size or (512, 512))
+            _check_tileable_size(args, w, h)
+        decoder = Decoder(args.model, device=args.device, precision=args.precision, tile=tile,
+                          tile_memory_mb=args.tile_memory, compile=args.compile)
+        progress = not args.quiet
+        if args.dry_run:
+            what = {"noise": f"{args.noise} noise", "folder": f"{len(files)} images"}.get(mode, str(args.input))
+            print(f"dry run: would decode {what} with {args.model} on {decoder.device} ({args.precision}) into {out}")
+            return 0
+        if mode == "noise":
+            return _run_noise(args, decoder, out, w, h, progress)
+        if mode == "video":
+            return _run_video(args, decoder, out, size, progress)
+        return _run_images(args, decoder, [args.input] if mode == "image" else files, out, mode, size, progress)
+    except io.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished outputs are kept", file=sys.stderr)
+        return 130
+
+
+def _run_noise(args: argparse.Namespace, decoder: Decoder, out: Path, w: int, h: int, progress: bool) -> int:
+    t0 = time.perf_counter()
+    x = _make_noise(args, args.noise, w, h)
+    t1 = time.perf_counter()
+    if args.save_noise is not None:
+        io.save_image(x, args.save_noise)
+    y = decoder.decode(x, tileable=args.tileable, progress=progress)
+    t2 = time.perf_counter()
+    io.save_image(y, out)
+    print(f"wrote {out} ({w}x{h}, {args.noise} noise seed {args.seed}: noise {t1 - t0:.2f} s, decode {t2 - t1:.2f} s)")
+    return 0
+
+
+def _run_images(args: argparse.Namespace, decoder: Decoder, files: list[Path], out: Path, mode: str,
+                size: tuple[int, int] | int | None, progress: bool) -> int:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    stems = [p.stem for p in files]
+    noise_cache: dict[tuple[int, int], Tensor] = {}
+    bar = tqdm(files, desc="decode", unit="img", file=sys.stderr, dynamic_ncols=True,
+               disable=not progress or mode == "image")
+    seconds = 0.0
+    for p in bar:
+        img = io.load_image(p, min_side=8)
+        w, h = target_size(img.shape[-1], img.shape[-2], size)
+        _check_tileable_size(args, w, h)
+        img = resize(img, w, h)
+        if args.noise_weight > 0:
+            if (w, h) not in noise_cache:
+                noise_cache[(w, h)] = _make_noise(args, args.noise or "perlin", w, h)
+            img = blend_noise(img, noise_cache[(w, h)], args.noise_weight)
+        t = time.perf_counter()
+        y = decoder.decode(img, tileable=args.tileable, progress=progress and mode == "image")
+        seconds += time.perf_counter() - t
+        if mode == "image":
+            target = out
+        else:
+            name = p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+            target = out / f"{name}.png"
+        io.save_image(y, target)
+    if mode == "image":
+        print(f"wrote {out} ({w}x{h}, decode {seconds:.2f} s)")
+    else:
+        print(f"wrote {len(files)} images to {out}/ (decode {seconds:.2f} s in all)")
+    return 0
+
+
+def _run_video(args: argparse.Namespace, decoder: Decoder, out: Path, size: tuple[int, int] | int | None,
+               progress: bool) -> int:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    frames, fps, count = read_video(args.input)
+    writer = VideoWriter(out, fps)
+    noise_img = None
+    decode_s = 0.0
+    t_start = time.perf_counter()
+    ok = False
+    try:
+        bar = tqdm(frames, total=count or None, desc="frames", unit="frame", file=sys.stderr,
+                   dynamic_ncols=True, disable=not progress)
+        for frame in bar:
+            w, h = target_size(frame.shape[-1], frame.shape[-2], size)
+            w, h = w // 2 * 2, h // 2 * 2  # yuv420p
+            _check_tileable_size(args, w, h)
+            frame = resize(frame, w, h)
+            if args.noise_weight > 0:
+                if noise_img is None or noise_img.shape[-2:] != (h, w):  # fixed noise across frames
+                    noise_img = _make_noise(args, args.noise or "perlin", w, h)
+                frame = blend_noise(frame, noise_img, args.noise_weight)
+            t = time.perf_counter()
+            y = decoder.decode(frame, tileable=args.tileable)
+            decode_s += time.perf_counter() - t
+            writer.write(y)
+        if writer.frames == 0:
+            raise io.InputError(f"{args.input}: video has no frames")
+        ok = True
+    finally:
+        writer.close(ok=ok)
+    total_s = time.perf_counter() - t_start
+    n = writer.frames
+    print(f"wrote {out} ({n} frames {w}x{h} at {float(fps):.3g} fps): decode {n / decode_s:.2f} frames/s, "
+          f"{n / total_s:.2f} frames/s with video I/O")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
