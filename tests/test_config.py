@@ -1,0 +1,77 @@
+"""Dataclass config loading: unknown keys, wrong types, impossible values, overrides."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml
+from mgan.mdan import MDANConfig
+
+
+@dataclass
+class Inner:
+    lr: float = 0.1
+    layers: tuple[str, ...] = ("a",)
+
+    def validate(self):
+        if self.lr <= 0:
+            raise ConfigError(f"lr: must be > 0, got {self.lr}")
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    steps: int = 1
+    flag: bool = False
+    inner: Inner = field(default_factory=Inner)
+    opt: int | None = None
+
+
+def test_from_dict_nested_and_coercion():
+    c = from_dict(Outer, {"steps": 3, "inner": {"lr": 1, "layers": ["p", "q"]}, "opt": None})
+    assert c.steps == 3 and c.inner.lr == 1.0 and isinstance(c.inner.lr, float) and c.inner.layers == ("p", "q")
+
+
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        ({"stepz": 1}, "unknown config key 'stepz'"),
+        ({"inner": {"lrr": 1}}, "unknown config key 'inner.lrr'"),
+        ({"steps": "many"}, "steps: expected an integer"),
+        ({"steps": 1.5}, "steps: expected an integer"),
+        ({"flag": "yes"}, "flag: expected true/false"),
+        ({"inner": {"lr": -1}}, "inner.lr: must be > 0"),
+        ({"inner": 3}, "inner: expected a section"),
+        ({"inner": {"layers": "abc"}}, r"inner.layers: expected a list"),
+    ],
+)
+def test_errors_name_the_key(data, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(Outer, data)
+
+
+def test_overrides_and_yaml(tmp_path):
+    d = apply_overrides({"inner": {"lr": 0.1}}, ["inner.lr=0.5", "steps=7", "name=run"])
+    c = from_dict(Outer, d)
+    assert (c.inner.lr, c.steps, c.name) == (0.5, 7, "run")
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["novalue"])
+    p = tmp_path / "c.yaml"
+    p.write_text(dump_yaml(c))
+    assert from_dict(Outer, load_yaml(p)) == c
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\nb: 3\n")
+    with pytest.raises(ConfigError, match="does not parse"):
+        load_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_yaml(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize(
+    "data,match",
+    [({"size": 100}, "multiple of 8"), ({"d_layer": "relu9_1"}, "d_layer"), ({"lr": 0}, "lr"),
+     ({"d_input": "pixels"}, "d_input"), ({"beta1": 1.0}, "beta1")],
+)
+def test_mdan_config_validation(data, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(MDANConfig, data)

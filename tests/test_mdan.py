@@ -1,0 +1,116 @@
+"""MDAN: the texture loss falls, seeds reproduce, D carries over, CLI rejects bad input."""
+
+import pytest
+import torch
+from PIL import Image
+
+from mgan import io
+from mgan.mdan import MDAN, MDANConfig, main, run_batch
+
+TINY = dict(size=64, style_size=64, iterations=6, precision="fp32", angles=(0.0,), scales=(1.0,), flip=False,
+            d_hidden=32)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder():
+    from mgan.vgg import VGG19Encoder
+
+    return VGG19Encoder(("relu3_1", "relu5_1"), precision="fp32")
+
+
+def _style(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # a stripy texture: strong, easily recognised relu3_1 statistics
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    stripes = (torch.sin(xx * 0.8 + 0.3 * yy) > 0).float()
+    return (0.2 + 0.6 * stripes * torch.tensor([0.9, 0.3, 0.1]).view(3, 1, 1) + 0.05 * torch.rand(3, 64, 64, generator=g)).unsqueeze(0)
+
+
+def test_texture_loss_falls_against_a_fixed_D(tiny_encoder):
+    """Freeze D after a few updates: the image steps alone must lower E_t (Eq. 2)."""
+    cfg = MDANConfig(**{**TINY, "iterations": 8})
+    m = MDAN(_style(), cfg, encoder=tiny_encoder)
+    m.synthesize(size=(64, 64))  # train D for a few steps
+    m.cfg.d_lr = 1e-12  # D effectively frozen from here on
+    _, stats = m.synthesize(size=(64, 64), iterations=25)
+    first, last = sum(stats.texture_loss[:3]) / 3, sum(stats.texture_loss[-3:]) / 3
+    assert last < 0.7 * first, stats.texture_loss
+
+
+@pytest.mark.parametrize("d_input", ["maps", "patches"])
+def test_same_seed_same_image_and_range(tiny_encoder, synthetic_image, d_input):
+    cfg = MDANConfig(**{**TINY, "d_input": d_input})
+    a, sa = MDAN(_style(), cfg, encoder=tiny_encoder).synthesize(synthetic_image)
+    b, _ = MDAN(_style(), cfg, encoder=tiny_encoder).synthesize(synthetic_image)
+    c, _ = MDAN(_style(), MDANConfig(**{**TINY, "d_input": d_input, "seed": 1}), encoder=tiny_encoder).synthesize(synthetic_image)
+    assert a.shape == synthetic_image.shape and torch.isfinite(a).all()
+    assert a.min() >= 0 and a.max() <= 1
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(a, c)
+    assert len(sa.texture_loss) == TINY["iterations"]
+    assert (a - synthetic_image).abs().mean() > 1e-3  # the image moved
+
+
+def test_d_state_roundtrip_and_mismatch(tiny_encoder, tmp_path):
+    m = MDAN(_style(), MDANConfig(**TINY), encoder=tiny_encoder)
+    m.synthesize(size=(64, 64), iterations=2)
+    io.save_checkpoint(m.state_dict(), tmp_path / "d.pt")
+    m2 = MDAN(_style(), MDANConfig(**TINY), encoder=tiny_encoder)
+    m2.load_state_dict(io.load_checkpoint(tmp_path / "d.pt"))
+    assert m2.images_done == 1
+    for k, v in m.D.state_dict().items():
+        torch.testing.assert_close(v, m2.D.state_dict()[k])
+    m3 = MDAN(_style(), MDANConfig(**{**TINY, "d_hidden": 16}), encoder=tiny_encoder)
+    with pytest.raises(io.InputError, match="d_hidden"):
+        m3.load_state_dict(io.load_checkpoint(tmp_path / "d.pt"))
+
+
+def test_batch_resumes_and_skips_done(tiny_encoder, tmp_path, synthetic_image):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(3):
+        io.save_image(synthetic_image.roll(8 * i, -1), src / f"p{i}.png")
+    out = tmp_path / "out"
+    m = MDAN(_style(), MDANConfig(**{**TINY, "iterations": 2}), encoder=tiny_encoder)
+    files = io.list_images(src)
+    run_batch(m, files[:2], out, 64, progress=False)
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png", "p1.png"]
+    before = (out / "p0.png").stat().st_mtime_ns
+    m2 = MDAN(_style(), MDANConfig(**{**TINY, "iterations": 2}), encoder=tiny_encoder)
+    run_batch(m2, files, out, 64, progress=False)
+    assert m2.images_done == 3  # two carried over from the saved D, one new
+    assert (out / "p0.png").stat().st_mtime_ns == before
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
+    assert not list(out.glob(".*tmp"))
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--style", "missing.jpg"], "image not found"),
+        (["--size", "100"], "multiple of 8"),
+        (["--content-dir", "nope"], "folder not found"),
+        (["--d-layer", "relu9_1"], "d_layer"),
+        (["--out", "result.txt"], "image file name"),
+    ],
+)
+def test_cli_bad_input(tmp_path, capsys, args, match):
+    assert main([*args, "--iterations", "1"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_style_too_small(tmp_path, capsys):
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "tiny.png")
+    assert main(["--style", str(tmp_path / "tiny.png"), "--style-size", "16", "--iterations", "1",
+                 "--out", str(tmp_path / "o.png")]) == 2
+    assert "too small" in capsys.readouterr().err
+
+
+def test_cli_unguided_writes_image(tmp_path, capsys):
+    io.save_image(_style(), tmp_path / "s.png")
+    out = tmp_path / "t.png"
+    rc = main(["--style", str(tmp_path / "s.png"), "--size", "64", "--style-size", "64", "--iterations", "2",
+               "--precision", "fp32", "--out", str(out), "--save-d", str(tmp_path / "d.pt")])
+    assert rc == 0 and out.is_file() and (tmp_path / "d.pt").is_file()
+    assert io.load_image(out).shape == (1, 3, 64, 64)
