@@ -67,6 +67,7 @@ class MDANConfig:
     angles: tuple[float, ...] = (-10.0, 0.0, 10.0)  # style pool rotations (degrees)
     scales: tuple[float, ...] = (1 / 1.1, 1.0, 1.1)  # style pool scales
     flip: bool = True  # style pool horizontal flips
+    d_warmup: int = 0  # D-only steps on the initial image before deconvolution (0: off, as the original)
     noise_std: float = 0.5  # unguided init: uniform noise in [0.5 - std, 0.5 + std]
     postprocess: str = "clip"  # "clip": clamp to [0, 1]; "stretch": original's mean +-2 sigma stretch
     seed: int = 0
@@ -80,6 +81,8 @@ class MDANConfig:
             raise ConfigError(f"size: must be a multiple of 8 and >= 16, got {self.size}")
         if self.style_size < 16:
             raise ConfigError(f"style_size: must be >= 16, got {self.style_size}")
+        if self.d_warmup < 0:
+            raise ConfigError(f"d_warmup: must be >= 0, got {self.d_warmup}")
         if self.iterations < 0:
             raise ConfigError(f"iterations: must be >= 0, got {self.iterations}")
         for name in ("content_weight", "tv_weight"):
@@ -251,6 +254,25 @@ class MDAN:
         keep = torch.randperm(scores.numel(), generator=g)[:count].to(scores.device)
         return scores[keep]
 
+    def _d_step(self, fake_feat: Tensor, opt_d: torch.optim.Optimizer) -> Tensor:
+        """One D update: real patches +1, synthesised -1 (Eq. 2's classifier, trained on the fly)."""
+        with self._autocast():
+            fake = self._fake_scores(fake_feat)
+            real = self._real_scores(fake.numel())
+            loss_d = losses.hinge(real, 1.0) + losses.hinge(fake, -1.0)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        return loss_d.detach()
+
+    def _warm_up_d(self, x0: Tensor, opt_d: torch.optim.Optimizer, steps: int) -> None:
+        """D-only steps against the (fixed) initial image, so deconvolution starts with an informed D."""
+        with torch.no_grad():
+            feat = self.encoder(x0, [self.cfg.d_layer])[self.cfg.d_layer]
+        self._fake_hw = tuple(feat.shape[-2:])
+        for _ in range(steps):
+            self._d_step(feat, opt_d)
+
     def _fake_scores(self, feat: Tensor) -> Tensor:
         """Scores of every grid patch of the synthesised map ``[1, C, h, w]`` -> ``[P]``."""
         cfg = self.cfg
@@ -304,6 +326,8 @@ class MDAN:
         opt_x = torch.optim.Adam([xv], lr=cfg.lr, betas=(cfg.beta1, 0.999))
         opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, 0.999))
         self.D.train()
+        if cfg.d_warmup:
+            self._warm_up_d(x0, opt_d, cfg.d_warmup)
         stats = MDANStats()
         t0 = time.perf_counter()
         bar = range(iterations)
@@ -318,14 +342,7 @@ class MDAN:
             self._fake_hw = tuple(feat.shape[-2:])
             if cfg.blend:
                 feat = patches.blend_gradients(feat, cfg.patch_size, cfg.patch_stride)
-            # D step: real patches +1, synthesised -1 (Eq. 2's classifier, trained on the fly).
-            with self._autocast():
-                fake = self._fake_scores(feat.detach())
-                real = self._real_scores(fake.numel())
-                loss_d = losses.hinge(real, 1.0) + losses.hinge(fake, -1.0)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
+            loss_d = self._d_step(feat.detach(), opt_d)
             # Image step: synthesised patches +1 against the updated D, plus content and TV.
             with self._autocast():
                 loss_t = losses.hinge(self._fake_scores(feat), 1.0)
@@ -388,6 +405,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--d-hidden", type=int, default=d.d_hidden)
     p.add_argument("--d-input", choices=("maps", "patches"), default=d.d_input,
                    help="maps: D slides over whole feature maps (fast); patches: scores extracted patches")
+    p.add_argument("--d-warmup", type=int, default=d.d_warmup, help="D-only steps before deconvolving each image")
     p.add_argument("--no-blend", action="store_true", help="do not average overlapping patch gradients")
     p.add_argument("--postprocess", choices=("clip", "stretch"), default=d.postprocess)
     p.add_argument("--seed", type=int, default=d.seed)

