@@ -52,8 +52,8 @@ class MDANConfig:
     size: int = 384  # longest side of the output (guided: photo resized to it), multiple of 8
     style_size: int = 384  # longest side of the style image before augmentation
     iterations: int = 125  # D step + image step per iteration (original: 5 x 25)
-    content_weight: float = 2e-3  # alpha_1 on the relu5_1 MSE (paper: 1 with [-1,1] inputs)
-    tv_weight: float = 1e-4  # alpha_2 on the TV prior (summed over [-1,1] pixels, as the original)
+    content_weight: float = 5e-4  # alpha_1 on the relu5_1 MSE (paper: 1 with [-1,1] VGG inputs; README)
+    tv_weight: float = 1e-2  # alpha_2, TV summed over the [-1,1] image (paper: 1e-4; README "Calibration")
     lr: float = 0.02  # Adam lr of the image, which lives in [-1, 1] as in the original
     d_lr: float = 0.02  # Adam lr of D
     beta1: float = 0.5  # Adam beta1 for image and D
@@ -117,7 +117,7 @@ class MDANConfig:
 
 @dataclass
 class MDANStats:
-    """Per-image record of a synthesis run (losses are the last iteration's)."""
+    """Per-image record of a synthesis run: one loss value per iteration."""
 
     iterations: int = 0
     seconds: float = 0.0
@@ -232,15 +232,19 @@ class MDAN:
 
     # -- real and synthesised scores ----------------------------------------------
 
-    def _real_scores(self, count: int) -> Tensor:
-        """Scores of ``count`` real patches drawn from the style pool, ``[count]``."""
+    def _real_scores(self, count: int, fake_hw: tuple[int, int]) -> Tensor:
+        """Scores of ``count`` real patches drawn from the style pool, ``[count]``.
+
+        In ``maps`` mode the real maps are crops of at most ``fake_hw`` (the synthesised
+        map's size), so real and synthesised windows see the same amount of border.
+        """
         cfg, g = self.cfg, self.generator
         if cfg.d_input == "patches":
             real = patches.sample_patches(self.pool, count, cfg.patch_size, generator=g)
             return self.D(real).flatten()
         # maps: crops of the pool maps of one common size, scored as whole maps
-        h = min(min(f.shape[2] for f in self.pool), self._fake_hw[0])
-        w = min(min(f.shape[3] for f in self.pool), self._fake_hw[1])
+        h = min(min(f.shape[2] for f in self.pool), fake_hw[0])
+        w = min(min(f.shape[3] for f in self.pool), fake_hw[1])
         per_crop = ((h - cfg.patch_size) // cfg.patch_stride + 1) * ((w - cfg.patch_size) // cfg.patch_stride + 1)
         k = math.ceil(count / per_crop)
         which = torch.randint(len(self.pool), (k,), generator=g).tolist()
@@ -258,7 +262,7 @@ class MDAN:
         """One D update: real patches +1, synthesised -1 (Eq. 2's classifier, trained on the fly)."""
         with self._autocast():
             fake = self._fake_scores(fake_feat)
-            real = self._real_scores(fake.numel())
+            real = self._real_scores(fake.numel(), tuple(fake_feat.shape[-2:]))
             loss_d = losses.hinge(real, 1.0) + losses.hinge(fake, -1.0)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -269,7 +273,6 @@ class MDAN:
         """D-only steps against the (fixed) initial image, so deconvolution starts with an informed D."""
         with torch.no_grad():
             feat = self.encoder(x0, [self.cfg.d_layer])[self.cfg.d_layer]
-        self._fake_hw = tuple(feat.shape[-2:])
         for _ in range(steps):
             self._d_step(feat, opt_d)
 
@@ -339,7 +342,6 @@ class MDAN:
             x = (xv + 1) / 2
             feats = self.encoder(x, taps_needed)
             feat = feats[cfg.d_layer].float() if cfg.precision == "fp32" else feats[cfg.d_layer]
-            self._fake_hw = tuple(feat.shape[-2:])
             if cfg.blend:
                 feat = patches.blend_gradients(feat, cfg.patch_size, cfg.patch_stride)
             loss_d = self._d_step(feat.detach(), opt_d)

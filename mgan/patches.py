@@ -50,12 +50,19 @@ def extract_patches(feat: Tensor, size: int, stride: int) -> Tensor:
 
 
 def coverage(height: int, width: int, size: int, stride: int, device: torch.device | str = "cpu") -> Tensor:
-    """How many grid patches cover each position: ``[H, W]`` float, every entry >= 1."""
-    cov = torch.zeros(height, width, device=device)
-    for r in grid_positions(height, size, stride):
-        for q in grid_positions(width, size, stride):
-            cov[r : r + size, q : q + size] += 1
-    return cov
+    """How many grid patches cover each position: ``[H, W]`` float, every entry >= 1.
+
+    The grid is a product of row and column offsets, so coverage is the outer product
+    of the 1-D coverages.
+    """
+
+    def along(length: int) -> Tensor:
+        cov = torch.zeros(length, device=device)
+        for p in grid_positions(length, size, stride):
+            cov[p : p + size] += 1
+        return cov
+
+    return along(height)[:, None] * along(width)[None, :]
 
 
 class _ScaleGrad(torch.autograd.Function):
