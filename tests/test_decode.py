@@ -387,3 +387,11 @@ def test_4096_tiled_decode_in_bounded_memory(tmp_path):
     peak_mb = int(res.stdout.strip().splitlines()[-1]) / 1024
     assert peak_mb <= 2048, peak_mb
     assert _size(tmp_path / "big.png") == (4096, 4096)
+
+
+@pytest.mark.slow
+def test_compiled_decoder_matches_eager(model_path, bf16, synthetic_image):
+    """--compile (Inductor with freezing) gives the eager decode up to bf16 rounding."""
+    compiled = decode.Decoder(model_path, device="cpu", precision="bf16", tile=None, compile=True)
+    diff = (compiled.decode(synthetic_image) - bf16.decode(synthetic_image)).abs()
+    assert diff.mean() < 0.01 and diff.max() < 0.2, (diff.mean(), diff.max())
