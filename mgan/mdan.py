@@ -68,7 +68,7 @@ class MDANConfig:
     scales: tuple[float, ...] = (1 / 1.1, 1.0, 1.1)  # style pool scales
     flip: bool = True  # style pool horizontal flips
     d_warmup: int = 0  # D-only steps on the initial image before deconvolution (0: off, as the original)
-    noise_std: float = 0.5  # unguided init: uniform noise in [0.5 - std, 0.5 + std]
+    noise_std: float = 0.1  # unguided init: the style's mean colour + uniform noise in [-std, std]
     postprocess: str = "clip"  # "clip": clamp to [0, 1]; "stretch": original's mean +-2 sigma stretch
     seed: int = 0
     precision: str = "bf16"  # "fp32" or "bf16" (bf16 VGG weights, bf16 autocast for D)
@@ -188,6 +188,7 @@ class MDAN:
         self.D = PatchDiscriminator(channels, config.d_hidden, config.patch_size, config.patch_stride).to(self.device)
         self.images_done = 0
         self.pool = self._style_pool(style)
+        self.style_mean = style.mean((2, 3), keepdim=True).to(self.device)  # [1, 3, 1, 1]
 
     @staticmethod
     def _channels(layer: str) -> int:
@@ -316,7 +317,8 @@ class MDAN:
         else:
             h, w = size or (cfg.size, cfg.size)
             u = torch.rand(1, 3, h, w, generator=self.generator)
-            x0 = (0.5 + cfg.noise_std * (2 * u - 1)).to(dev)
+            # Centred on the style's mean colour: full-range colour noise survives as rainbow speckle.
+            x0 = (self.style_mean.cpu() + cfg.noise_std * (2 * u - 1)).clamp(0, 1).to(dev)
             target = None
         if min(x0.shape[-2:]) < cfg.min_side:
             raise io.InputError(
