@@ -100,6 +100,8 @@ def worker(args: argparse.Namespace) -> dict:
 
     from mgan.decode import Decoder
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     dec = Decoder(args.model, device=args.device, precision=args.precision, tile=args.tile,
                   channels_last=not args.contiguous, fold_bn=not args.no_fold, compile=args.compile)
@@ -133,10 +135,12 @@ def worker(args: argparse.Namespace) -> dict:
     }
 
 
-def ceiling(repeat: int) -> dict:
+def ceiling(repeat: int, threads: int = 0) -> dict:
     """bf16 TFLOP/s of large plain convs (channels_last), the machine's practical ceiling."""
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     best = {}
     for cin, cout, hw in ((256, 256, 128), (512, 512, 64)):
         conv = torch.nn.Conv2d(cin, cout, 3, padding=1).to(torch.bfloat16, memory_format=torch.channels_last).eval()
@@ -175,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--variants", action="store_true", help="also run the 512^2 ablation of speed-ups")
     p.add_argument("--compile", action="store_true", help="include torch.compile in the ablation (slow to start)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads in the workers (default: torch's choice)")
     p.add_argument("--json", type=Path, help="also write all rows as JSON lines here")
     p.add_argument("--timeout", type=float, default=1200, help="seconds per worker")
     # worker-only options
@@ -199,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         if args.tile != "auto":
             args.tile = None if args.tile == "off" else int(args.tile)
-        print(json.dumps(ceiling(args.repeat) if args.ceiling else worker(args)))
+        print(json.dumps(ceiling(args.repeat, args.threads) if args.ceiling else worker(args)))
         return 0
     if any(s < 16 or s % 8 for s in args.sizes) or args.repeat < 1:
         print("error: sizes must be multiples of 8 (>= 16) and --repeat >= 1", file=sys.stderr)
@@ -216,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         elif not model.is_file():
             print(f"error: generator not found: {model}", file=sys.stderr)
             return 2
-        common = ["--model", str(model), "--device", args.device, "--repeat", str(args.repeat)]
+        common = ["--model", str(model), "--device", args.device, "--repeat", str(args.repeat),
+                  "--threads", str(args.threads)]
         load0 = os.getloadavg()
         print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}; "
               f"load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")

@@ -431,6 +431,7 @@ def read_video(path: str | os.PathLike) -> tuple[Iterator[Tensor], Fraction, int
         container.close()
         raise io.InputError(f"{path}: no video stream")
     stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame/slice-threaded decoding in FFmpeg
     fps = stream.average_rate or stream.guessed_rate or Fraction(25)
     count = int(stream.frames or 0)
 
