@@ -8,10 +8,10 @@ gives the same image, on any machine (a CPU ``torch.Generator`` draws all random
 
 * :func:`perlin`: fractal sum (fBm) of Perlin's "improved" gradient noise (quintic
   fade). Two backends compute the same kind of noise:
-  ``"torch"`` (default) is vectorised, ~1000x faster than per-pixel calls (a 4096^2
-  colour image in seconds instead of ~40 s), with a seeded permutation table;
+  ``"torch"`` (default) is vectorised, ~5x faster than per-pixel calls (512^2 colour,
+  6 octaves: 0.4 s vs 2.1 s; 4096^2 in ~10 s instead of ~2 min), seeded permutation tables;
   ``"noise"`` calls the ``noise`` package's ``pnoise2`` for every pixel (its fixed
-  table, the seed picks lattice offsets), the reference the paper's footnote points to.
+  table, the seed picks lattice offsets), the implementation the issue names.
 * :func:`brown`: Gaussian white noise shaped to a ``1/f^2`` power spectrum in the
   Fourier domain, so it is periodic by construction.
 
