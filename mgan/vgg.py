@@ -131,7 +131,7 @@ class VGG19Encoder(nn.Module):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        from torchvision.models import vgg19  # noqa: PLC0415
+        from torchvision.models.vgg import cfgs, make_layers  # noqa: PLC0415
 
         unknown = [name for name in layers if name not in LAYER_INDEX]
         if unknown or not layers:
@@ -144,7 +144,9 @@ class VGG19Encoder(nn.Module):
         self.weights_name = str(weights)
         self.caffe = weights != "torchvision"
         last = max(LAYER_INDEX[name] for name in layers)
-        features = vgg19(weights=None).features[: last + 1]
+        # torchvision's own VGG-19 conv stack (what vgg19().features is), without building
+        # the 120M-parameter classifier we never use (saves ~460 MB peak RSS and ~1 s).
+        features = make_layers(cfgs["E"], batch_norm=False)[: last + 1]
         if weights == "torchvision":
             sd = _torchvision_state_dict()
         else:
