@@ -7,8 +7,11 @@ total-variation prior. Gram and MRF losses serve the seed systems (Gatys, CNNMRF
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mgan import patches as _patches
 
 
 def hinge(scores: Tensor, label: float) -> Tensor:
@@ -53,3 +56,91 @@ def gram(feat: Tensor) -> Tensor:
 def gram_loss(feat: Tensor, target_gram: Tensor) -> Tensor:
     """Squared Frobenius distance between Gram matrices, mean over entries."""
     return F.mse_loss(gram(feat), target_gram.expand(feat.shape[0], -1, -1))
+
+
+# ---------------------------------------------------------------------------
+# Seed systems and evaluation: MRF (CNNMRF [21]), sliced Wasserstein, Gram distance
+
+
+def mrf_loss(
+    feat: Tensor,
+    style_filters: Tensor,
+    style_patches: Tensor,
+    size: int = 3,
+    stride: int = 1,
+    chunk: int = 4096,
+    blend: bool = True,
+) -> Tensor:
+    """CNNMRF's MRF loss (Li & Wand, CVPR 2016 [21], Eq. 2), summed over patches.
+
+    ``E_s = 1/2 sum_i || Psi_i(Phi(x)) - Psi_NN(i)(Phi(x_s)) ||^2`` where ``NN(i)`` is
+    the style patch with the highest normalised cross-correlation to synthesised patch
+    ``i`` (found without gradient, :func:`mgan.patches.match_ncc`). With ``blend`` the
+    gradients of overlapping patches are averaged, not summed (CNNMRF's
+    ``-(target - source)`` averaged over coverage, via :func:`mgan.patches.blend_gradients`).
+
+    Args:
+        feat: ``[1, C, H, W]`` synthesised features.
+        style_filters: ``[S, C * size * size]`` unit-norm style patches (matching).
+        style_patches: ``[S, C, size, size]`` raw style patches (targets).
+    Returns:
+        scalar (fp32).
+    """
+    src = _patches.blend_gradients(feat, size, stride) if blend else feat
+    p = _patches.extract_patches(src, size, stride)  # [P, C, s, s]
+    with torch.no_grad():
+        idx = _patches.match_ncc(p.detach(), style_filters, chunk)
+    target = style_patches[idx].to(p.device)
+    return 0.5 * (p.float() - target.float()).pow(2).sum()
+
+
+def sliced_wasserstein(
+    feat: Tensor, target: Tensor, projections: int = 64, generator: torch.Generator | None = None
+) -> Tensor:
+    """Sliced Wasserstein-2 distance between the feature vectors of two maps.
+
+    Each map is a point cloud of ``H * W`` vectors in ``R^C``; both are projected on
+    ``projections`` random unit directions, sorted, resampled to the same number of
+    quantiles, and ``sqrt(mean (q_a - q_b)^2)`` is returned. Unlike the Gram matrix
+    (second moments only) it compares the whole 1-D marginals along each direction.
+
+    Args:
+        feat, target: ``[1, C, H, W]`` and ``[1, C, H', W']``.
+        generator: seeds the directions (same seed -> same value).
+    Returns:
+        scalar (fp32), in feature units.
+    """
+    if feat.shape[1] != target.shape[1]:
+        raise ValueError(f"channel mismatch: {feat.shape[1]} vs {target.shape[1]}")
+    c = feat.shape[1]
+    a = feat.detach().float().reshape(feat.shape[0], c, -1).transpose(1, 2).reshape(-1, c)
+    b = target.detach().float().reshape(target.shape[0], c, -1).transpose(1, 2).reshape(-1, c)
+    dirs = torch.randn(c, projections, generator=generator).to(a.device)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pa, _ = (a @ dirs).sort(dim=0)
+    pb, _ = (b @ dirs).sort(dim=0)
+    n = min(pa.shape[0], pb.shape[0])
+    qa, qb = _quantiles(pa, n), _quantiles(pb, n)
+    return (qa - qb).pow(2).mean().sqrt()
+
+
+def _quantiles(sorted_vals: Tensor, n: int) -> Tensor:
+    """Resample sorted ``[M, K]`` columns to ``n`` evenly spaced quantiles (linear interpolation)."""
+    m = sorted_vals.shape[0]
+    if m == n:
+        return sorted_vals
+    pos = ((torch.arange(n, device=sorted_vals.device, dtype=torch.float32) + 0.5) * m / n - 0.5).clamp(0, m - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=m - 1)
+    w = (pos - lo.float())[:, None]
+    return sorted_vals[lo] * (1 - w) + sorted_vals[hi] * w
+
+
+def gram_distance(feat: Tensor, target_gram: Tensor) -> Tensor:
+    """Relative Gram distance ``||G(feat) - A||_F / ||A||_F`` (0 = same second moments).
+
+    Args:
+        feat: ``[1, C, H, W]``; target_gram: ``[1, C, C]`` from :func:`gram`.
+    """
+    g = gram(feat)
+    return (g - target_gram).norm() / target_gram.norm().clamp_min(1e-12)

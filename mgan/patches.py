@@ -121,3 +121,78 @@ def sample_patches(feats: list[Tensor], count: int, size: int, generator: torch.
         windows = f[0].unfold(1, size, 1).unfold(2, size, 1)  # [C, H', W', s, s]
         out.append(windows[:, ys.to(f.device), xs.to(f.device)].permute(1, 0, 2, 3))
     return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------
+# Nearest-neighbour patch matching (CNNMRF, Li & Wand CVPR 2016 [21]; patch coherence)
+
+
+def flatten_patches(patches: Tensor) -> Tensor:
+    """``[P, C, s, s]`` -> ``[P, C * s * s]`` (contiguous)."""
+    return patches.reshape(patches.shape[0], -1)
+
+
+def normalize_patches(patches: Tensor, eps: float = 1e-8) -> Tensor:
+    """Flatten and scale each patch to unit L2 norm: ``[P, C, s, s]`` -> ``[P, C * s * s]``.
+
+    Normalised style patches are the filters of CNNMRF's normalised cross-correlation:
+    ``argmax_j <p, t_j> / (|p| |t_j|) = argmax_j <p, t_j / |t_j|>``, so the synthesised
+    patch ``p`` needs no normalising for the match.
+    """
+    flat = flatten_patches(patches).float()
+    return flat / flat.norm(dim=1, keepdim=True).clamp_min(eps)
+
+
+def match_ncc(queries: Tensor, filters: Tensor, chunk: int = 4096) -> Tensor:
+    """Index of the style patch with the highest normalised cross-correlation, per query.
+
+    This is CNNMRF's "patch matching as a convolution": the synthesised feature map
+    convolved with the normalised style patches as filters gives, at every grid
+    position, the correlation with every style patch; here the grid positions are
+    gathered first (``extract_patches``) so the convolution is one GEMM per chunk of
+    filters, and only a running maximum is kept (memory ``P x chunk``).
+
+    Args:
+        queries: ``[P, D]`` or ``[P, C, s, s]`` synthesised patches (any float dtype).
+        filters: ``[S, D]`` unit-norm style patches from :func:`normalize_patches`.
+        chunk: style patches per GEMM.
+    Returns:
+        ``[P]`` long indices into ``filters``.
+    """
+    q = flatten_patches(queries) if queries.dim() == 4 else queries
+    if q.shape[1] != filters.shape[1]:
+        raise ValueError(f"patch dimension mismatch: queries {q.shape[1]}, filters {filters.shape[1]}")
+    q = q.to(filters.dtype)
+    best = torch.full((q.shape[0],), -float("inf"), device=q.device)
+    idx = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    for start in range(0, filters.shape[0], chunk):
+        resp = (q @ filters[start : start + chunk].T).float()  # [P, k]
+        val, arg = resp.max(dim=1)
+        better = val > best
+        best = torch.where(better, val, best)
+        idx = torch.where(better, arg + start, idx)
+    return idx
+
+
+def nearest_distance(queries: Tensor, keys: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+    """Euclidean nearest neighbour of each query among the keys (exact, chunked).
+
+    ``|q - k|^2 = |q|^2 - 2 q.k + |k|^2`` evaluated as GEMMs in fp32.
+
+    Args:
+        queries: ``[P, D]``; keys: ``[S, D]``.
+    Returns:
+        ``(dist [P], index [P])``: the L2 distance to, and index of, the nearest key.
+    """
+    q, k = queries.float(), keys.float()
+    qq = q.pow(2).sum(1)
+    best = torch.full((q.shape[0],), float("inf"), device=q.device)
+    idx = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    for start in range(0, k.shape[0], chunk):
+        kc = k[start : start + chunk]
+        d2 = qq[:, None] - 2 * (q @ kc.T) + kc.pow(2).sum(1)[None, :]
+        val, arg = d2.min(dim=1)
+        better = val < best
+        best = torch.where(better, val, best)
+        idx = torch.where(better, arg + start, idx)
+    return best.clamp_min(0).sqrt(), idx

@@ -1,0 +1,549 @@
+"""Feed-forward perceptual networks (Johnson, Alahi & Fei-Fei, ECCV 2016; seed 002).
+
+An image transformation network ``y = f_W(x)`` is trained so that a frozen VGG
+("loss network") judges its output:
+
+    W* = argmin_W E_x [ lambda_c l_feat(f_W(x), y_c) + lambda_s l_style(f_W(x), y_s) + lambda_TV TV(f_W(x)) ]  (Eq. 6, 10)
+
+with the feature reconstruction loss ``l_feat`` (Eq. 7, a mean squared error) and
+the Gram style loss ``l_style`` (Eqs. 8-9, Gram matrices normalised by ``C H W``).
+After training, stylising a photo is one forward pass: the feed-forward speed that
+MGAN (paper Sec. 5) shares with this method and Texture Networks.
+
+Two tasks share the machinery:
+
+* ``style``: input and target are the same photo; content on relu3_3, style on
+  relu1_2, relu2_2, relu3_3, relu4_3 (VGG-16 names, which VGG-19 also has). Network:
+  c9s1-32, d64, d128, 5 residual blocks, u64, u32, c9s1-3 with instance norm and
+  nearest-upsample + conv (as pytorch/examples, which avoids checkerboards).
+* ``sr``: single-image super-resolution by ``upscale`` (4 or 8): the input is the
+  blurred, bicubically downsampled crop; only the relu2_2 feature loss. Network:
+  c9s1-64, 4 residual blocks, log2(upscale) upsampling convs, c9s1-3.
+
+Weights follow fast-neural-style (whose Caffe VGG input scale we share): content 1,
+style 5, TV 1e-6 on the 0-255 output, Adam lr 1e-3, batch 4, 256x256 crops; the
+original trains 40k iterations on COCO, far beyond this CPU, so the CLI takes
+``--steps``.
+
+CLI::
+
+    python -m mgan.perceptual train --style picasso.jpg --data photos/ --steps 2000
+    python -m mgan.perceptual stylize --checkpoint runs/00001-perceptual-picasso/final.pt \\
+        --content tubingen.jpg --out out.png
+    python -m mgan.perceptual train --task sr --upscale 4 --data photos/ --steps 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mgan import io, losses
+from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
+from mgan.gatys import check_image_path, resize_longest
+from mgan.mdan import resolve_device
+from mgan.vgg import LAYER_INDEX, VGG19Encoder
+
+CHECKPOINT_FORMAT = "mgan-perceptual-v1"
+
+
+@dataclass
+class PerceptualConfig:
+    """Options of a feed-forward perceptual network and its training."""
+
+    task: str = "style"  # "style" (stylisation) or "sr" (super-resolution)
+    upscale: int = 4  # sr only: 4 or 8
+    image_size: int = 256  # training crop side (the high-resolution side for sr)
+    load_size: int = 0  # photos are resized to this shorter side before cropping (0: image_size)
+    style_size: int = 256  # longest side of the style image (fast-neural-style's style_image_size)
+    batch_size: int = 4
+    steps: int = 40000  # Johnson et al.: 40k iterations on COCO
+    lr: float = 1e-3
+    content_layer: str = "relu3_3"  # sr: relu2_2
+    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 1e-6  # on the 0-255 output
+    base_channels: int = 32  # sr: 64
+    residual_blocks: int = 5  # sr: 4
+    seed: int = 0
+    precision: str = "bf16"  # "bf16": bf16 VGG weights and autocast for f_W; "fp32"
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    max_seconds: float = 0.0  # stop early (and save) after this much training time; 0: no limit
+
+    def validate(self) -> None:
+        """Raise ConfigError for impossible values."""
+        if self.task not in ("style", "sr"):
+            raise ConfigError(f"task: must be 'style' or 'sr', got {self.task!r}")
+        if self.task == "sr" and self.upscale not in (2, 4, 8):
+            raise ConfigError(f"upscale: must be 2, 4 or 8, got {self.upscale}")
+        if self.image_size < 16 or self.image_size % (self.upscale if self.task == "sr" else 4):
+            raise ConfigError(f"image_size: must be >= 16 and a multiple of {self.upscale if self.task == 'sr' else 4}")
+        if self.style_size < 16:
+            raise ConfigError(f"style_size: must be >= 16, got {self.style_size}")
+        if self.load_size and self.load_size < self.image_size:
+            raise ConfigError(f"load_size: must be 0 or >= image_size ({self.image_size}), got {self.load_size}")
+        if self.max_seconds < 0:
+            raise ConfigError(f"max_seconds: must be >= 0, got {self.max_seconds}")
+        if self.batch_size < 1 or self.steps < 0 or self.lr <= 0:
+            raise ConfigError("batch_size must be >= 1, steps >= 0, lr > 0")
+        for name in (self.content_layer, *self.style_layers):
+            if name not in LAYER_INDEX or name.startswith("pool"):
+                raise ConfigError(f"layer {name!r} is not a VGG-19 conv/relu layer")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.base_channels < 1 or self.residual_blocks < 0:
+            raise ConfigError("base_channels must be >= 1 and residual_blocks >= 0")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision: must be 'fp32' or 'bf16', got {self.precision!r}")
+        for name in ("log_every", "sample_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def for_task(cls, task: str, **overrides: object) -> PerceptualConfig:
+        """Defaults of a task (``sr`` switches layers and network) with overrides."""
+        base: dict = {"task": task}
+        if task == "sr":
+            base.update(content_layer="relu2_2", style_weight=0.0, base_channels=64, residual_blocks=4,
+                        image_size=288, style_layers=())
+        base.update(overrides)
+        return from_dict(cls, base)
+
+
+# ---------------------------------------------------------------------------- network
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection-padded conv, optionally preceded by nearest upsampling (``u`` layers)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: int = 1) -> None:
+        layers: list[nn.Module] = []
+        if upsample > 1:
+            layers.append(nn.Upsample(scale_factor=upsample, mode="nearest"))
+        layers += [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """``x + IN(conv(ReLU(IN(conv(x)))))`` (Johnson et al., supplementary Fig. 1)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvLayer(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True), nn.ReLU(inplace=True),
+            ConvLayer(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return x + self.body(x)
+
+
+class TransformNet(nn.Module):
+    """Image transformation network ``f_W`` (Johnson et al. Sec. 3.1).
+
+    ``c9s1-B, (d2B, d4B)[:down], R x residual_blocks, (u..)[:up], c9s1-3`` with instance
+    norm and ReLU after every conv but the last. ``down`` stride-2 convs double the
+    width; ``up`` upsample+conv layers halve it (never below ``B``).
+
+    Forward: ``[N, 3, H, W]`` in ``[0, 1]`` -> ``[N, 3, H * 2^(up-down), W * 2^(up-down)]``,
+    roughly in ``[0, 1]`` (not clamped, so the loss sees the true output).
+    """
+
+    def __init__(self, base: int = 32, down: int = 2, residual_blocks: int = 5, up: int = 2) -> None:
+        super().__init__()
+        self.down, self.up = down, up
+        layers: list[nn.Module] = [ConvLayer(3, base, 9), nn.InstanceNorm2d(base, affine=True), nn.ReLU(inplace=True)]
+        c = base
+        for _ in range(down):
+            layers += [ConvLayer(c, 2 * c, 3, 2), nn.InstanceNorm2d(2 * c, affine=True), nn.ReLU(inplace=True)]
+            c *= 2
+        layers += [ResidualBlock(c) for _ in range(residual_blocks)]
+        for _ in range(up):
+            cout = max(base, c // 2)
+            layers += [ConvLayer(c, cout, 3, upsample=2), nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
+            c = cout
+        layers.append(ConvLayer(c, 3, 9))
+        self.net = nn.Sequential(*layers)
+
+    @property
+    def scale(self) -> float:
+        """Output side / input side."""
+        return 2.0 ** (self.up - self.down)
+
+    @property
+    def multiple(self) -> int:
+        """Input sides must be multiples of this (stride-2 convs)."""
+        return 2 ** self.down
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return self.net(x)
+
+
+def build_network(cfg: PerceptualConfig) -> TransformNet:
+    """The task's network: style (down 2, up 2) or sr (down 0, up log2(upscale))."""
+    if cfg.task == "sr":
+        return TransformNet(cfg.base_channels, 0, cfg.residual_blocks, int(math.log2(cfg.upscale)))
+    return TransformNet(cfg.base_channels, 2, cfg.residual_blocks, 2)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def degrade(hr: Tensor, factor: int, sigma: float = 1.0) -> Tensor:
+    """SR input: Gaussian blur (sigma 1, as Johnson et al.) then bicubic downsampling by ``factor``.
+
+    ``[N, 3, H, W]`` -> ``[N, 3, H / factor, W / factor]`` in ``[0, 1]``.
+    """
+    k = torch.arange(-2, 3, dtype=torch.float32, device=hr.device)
+    g = torch.exp(-(k**2) / (2 * sigma**2))
+    g = g / g.sum()
+    x = F.pad(hr, (2, 2, 2, 2), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, 5).expand(3, 1, 1, 5), groups=3)
+    x = F.conv2d(x, g.view(1, 1, 5, 1).expand(3, 1, 5, 1), groups=3)
+    h, w = hr.shape[-2] // factor, hr.shape[-1] // factor
+    return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+class CropSampler:
+    """Random square crops (with flips) from a folder of photos held in memory.
+
+    Each photo is loaded once with its shorter side resized to ``load_size`` (default
+    ``size``; Johnson et al. resize COCO to 256x256, keeping the aspect ratio loses
+    nothing by cropping). A ``load_size`` above ``size`` trains on crops at the scale
+    of larger test images for less compute.
+    """
+
+    def __init__(self, files: list[Path], size: int, generator: torch.Generator, load_size: int = 0) -> None:
+        self.size, self.g = size, generator
+        load = max(size, load_size)
+        self.images = []
+        for f in files:
+            img = io.load_image(f, min_side=16)
+            s = load / min(img.shape[-2:])
+            hw = (max(size, round(img.shape[-2] * s)), max(size, round(img.shape[-1] * s)))
+            self.images.append(F.interpolate(img, size=hw, mode="bicubic", align_corners=False,
+                                             antialias=s < 1).clamp(0, 1))
+
+    def __call__(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``[n, 3, size, size]`` crops (drawn with ``generator``, default the sampler's own)."""
+        g = generator or self.g
+        out = []
+        for i in torch.randint(len(self.images), (n,), generator=g).tolist():
+            img = self.images[i]
+            y = int(torch.randint(img.shape[-2] - self.size + 1, (1,), generator=g))
+            x = int(torch.randint(img.shape[-1] - self.size + 1, (1,), generator=g))
+            crop = img[..., y : y + self.size, x : x + self.size]
+            if bool(torch.rand((), generator=g) < 0.5):
+                crop = crop.flip(-1)
+            out.append(crop)
+        return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+class PerceptualLoss(nn.Module):
+    """``lambda_c l_feat + lambda_s l_style + lambda_TV TV`` on a frozen VGG (Eqs. 7-10).
+
+    Args:
+        cfg: weights and layers.
+        style: ``[1, 3, H, W]`` style image (None for sr).
+        encoder: optional shared VGG with the needed taps.
+    """
+
+    def __init__(self, cfg: PerceptualConfig, style: Tensor | None, device: torch.device,
+                 encoder: VGG19Encoder | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        taps = tuple(dict.fromkeys((cfg.content_layer, *cfg.style_layers)))
+        self.encoder = (encoder or VGG19Encoder(taps, precision=cfg.precision)).to(device)
+        self.grams: dict[str, Tensor] = {}
+        if style is not None and cfg.style_weight > 0 and cfg.style_layers:
+            with torch.no_grad():
+                feats = self.encoder(resize_longest(style, cfg.style_size).to(device), cfg.style_layers)
+            self.grams = {k: losses.gram(v) for k, v in feats.items()}
+
+    def forward(self, out: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Loss terms for outputs ``[N, 3, H, W]`` against content targets (same shape)."""
+        cfg = self.cfg
+        with torch.no_grad():
+            tgt = self.encoder(target, [cfg.content_layer])[cfg.content_layer].float()
+        layers = {cfg.content_layer} | set(self.grams)
+        feats = self.encoder(out, layers)
+        terms = {"content": cfg.content_weight * losses.content_loss(feats[cfg.content_layer], tgt)}
+        if self.grams:
+            terms["style"] = cfg.style_weight * sum(losses.gram_loss(feats[k], g) for k, g in self.grams.items())
+        if cfg.tv_weight > 0:
+            terms["tv"] = cfg.tv_weight * losses.tv_loss(out.float() * 255.0) / out.shape[0]
+        return terms
+
+
+def next_run_dir(root: Path, name: str) -> Path:
+    """``root/00007-name``: one more than the highest number already there (created)."""
+    root.mkdir(parents=True, exist_ok=True)
+    nums = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
+    run = root / f"{max(nums, default=0) + 1:05d}-{name}"
+    run.mkdir()
+    return run
+
+
+def save_model(net: TransformNet, cfg: PerceptualConfig, path: Path, extra: dict | None = None) -> Path:
+    """Write a checkpoint dict (format tag, config, weights, plus ``extra``) atomically."""
+    return io.save_checkpoint({"format": CHECKPOINT_FORMAT, "config": to_dict(cfg),
+                               "net": net.state_dict(), **(extra or {})}, path)
+
+
+def load_model(path: str | Path) -> tuple[TransformNet, PerceptualConfig]:
+    """Load a trained network (``final.pt`` or ``checkpoint.pt``); InputError if it is not one."""
+    ckpt = io.load_checkpoint(path)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise io.InputError(f"{path}: not a perceptual-network checkpoint (format {ckpt.get('format')!r})")
+    try:
+        cfg = from_dict(PerceptualConfig, ckpt["config"])
+        net = build_network(cfg)
+        net.load_state_dict(ckpt["net"])
+    except (KeyError, RuntimeError, ConfigError) as exc:
+        raise io.InputError(f"{path}: checkpoint does not fit its config ({str(exc).splitlines()[0][:160]})") from None
+    return net.eval(), cfg
+
+
+def train(
+    cfg: PerceptualConfig,
+    files: list[Path],
+    style: Tensor | None,
+    run_dir: Path | None = None,
+    device: torch.device | str = "cpu",
+    resume: dict | None = None,
+    progress: bool = False,
+    encoder: VGG19Encoder | None = None,
+) -> tuple[TransformNet, list[dict]]:
+    """Train ``f_W`` on random crops of ``files``; returns the network and the logged metrics.
+
+    Writes ``metrics.jsonl``, sample grids, ``checkpoint.pt`` (every ``checkpoint_every``
+    steps, resumable) and ``final.pt`` into ``run_dir`` when given.
+
+    Args:
+        style: ``[1, 3, H, W]`` style image (task ``style``) or None (task ``sr``).
+        resume: a checkpoint dict from ``checkpoint.pt`` to continue from (step, weights,
+            optimiser and RNG state).
+        encoder: optional shared VGG holding the loss taps.
+    """
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    net = build_network(cfg).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    start = 0
+    if resume is not None:
+        net.load_state_dict(resume["net"])
+        opt.load_state_dict(resume["opt"])
+        start = int(resume["step"])
+        gen.set_state(resume["rng"])
+    sampler = CropSampler(files, cfg.image_size, gen, cfg.load_size)
+    criterion = PerceptualLoss(cfg, style, device, encoder)
+    # Sample-grid inputs: their own generator, so they are the same on resume and leave the crop stream alone.
+    fixed = sampler(min(4, len(files)), torch.Generator().manual_seed(cfg.seed + 1)).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    history: list[dict] = []
+    bar = range(start, cfg.steps)
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        bar = tqdm(bar, desc="perceptual", initial=start, total=cfg.steps, dynamic_ncols=True, file=sys.stderr)
+    t0 = time.perf_counter()
+    net.train()
+    for step in bar:
+        hr = sampler(cfg.batch_size).to(device)
+        x = degrade(hr, cfg.upscale) if cfg.task == "sr" else hr
+        with autocast:
+            out = net(x)
+        terms = criterion(out.float(), hr)
+        loss = sum(terms.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"training diverged at step {step}; lower the lr")
+        last = step + 1 == cfg.steps or (cfg.max_seconds > 0 and time.perf_counter() - t0 > cfg.max_seconds)
+        if (step + 1) % cfg.log_every == 0 or last:
+            row = {"step": step + 1, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                   "seconds": time.perf_counter() - t0}
+            history.append(row)
+            if run_dir is not None:
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+        if progress:
+            bar.set_postfix(loss=f"{loss.item():.4g}")
+        if run_dir is not None and ((step + 1) % cfg.sample_every == 0 or last):
+            with torch.no_grad(), autocast:
+                xs = degrade(fixed, cfg.upscale) if cfg.task == "sr" else fixed
+                ys = net.eval()(xs).float().clamp(0, 1)
+            net.train()
+            inputs = F.interpolate(xs, size=ys.shape[-2:], mode="nearest") if cfg.task == "sr" else xs
+            grid = torch.cat([torch.cat(list(inputs), 2), torch.cat(list(ys), 2)], 1)
+            io.save_image(grid, run_dir / "samples" / f"{step + 1:06d}.png")
+        if run_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or last):
+            save_model(net, cfg, run_dir / "checkpoint.pt",
+                       {"opt": opt.state_dict(), "step": step + 1, "rng": gen.get_state()})
+        if last:
+            break
+    net.eval()
+    if run_dir is not None:
+        save_model(net, cfg, run_dir / "final.pt", {"step": history[-1]["step"] if history else start})
+    return net, history
+
+
+@torch.no_grad()
+def apply(net: TransformNet, image: Tensor, device: torch.device | str = "cpu", precision: str = "fp32") -> Tensor:
+    """Run the trained network on one image: ``[1, 3, H, W]`` -> ``[1, 3, sH, sW]`` in ``[0, 1]`` (CPU).
+
+    The input is cropped to a multiple of the network's downsampling factor.
+    """
+    m = net.multiple
+    h, w = image.shape[-2] // m * m, image.shape[-1] // m * m
+    if h < m or w < m:
+        raise io.InputError(f"image {image.shape[-1]}x{image.shape[-2]} is too small for this network")
+    x = image[..., :h, :w].to(device)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        y = net.to(device).eval()(x)
+    return y.float().clamp(0, 1).cpu()
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mgan.perceptual",
+        description="Johnson et al. feed-forward perceptual networks: train on a folder of photos, then stylise "
+        "(or super-resolve) images with one forward pass.",
+        epilog="example: python -m mgan.perceptual train --style picasso.jpg --data photos/ --steps 2000",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a network; writes runs/NNNNN-perceptual-<name>/",
+                       epilog="example: python -m mgan.perceptual train --style picasso.jpg --data photos/",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--task", choices=("style", "sr"), default="style")
+    t.add_argument("--style", type=Path, help="style image (task style)")
+    t.add_argument("--data", type=Path, required=True, help="folder of training photos")
+    t.add_argument("--config", type=Path, help="YAML config (keys of PerceptualConfig)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set steps=2000 (repeatable)")
+    t.add_argument("--steps", type=int, help="shortcut for --set steps=N")
+    t.add_argument("--upscale", type=int, help="sr: 4 or 8")
+    t.add_argument("--runs", type=Path, default=Path("runs"), help="parent folder of run folders")
+    t.add_argument("--name", default=None, help="run name (default: perceptual-<style stem> or perceptual-sr)")
+    t.add_argument("--resume", type=Path, help="continue from a run's checkpoint.pt (same run folder)")
+    t.add_argument("--dry-run", action="store_true", help="validate inputs and config, print it, exit")
+    t.add_argument("--device", default="auto")
+    a = sub.add_parser("stylize", aliases=["apply"], help="run a trained network on images",
+                       epilog="example: python -m mgan.perceptual stylize --checkpoint RUN/final.pt "
+                       "--content photo.jpg --out out.png",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a.add_argument("--checkpoint", type=Path, required=True, help="final.pt or checkpoint.pt of a run")
+    g = a.add_mutually_exclusive_group(required=True)
+    g.add_argument("--content", type=Path, help="one image")
+    g.add_argument("--content-dir", type=Path, help="every image in a folder")
+    a.add_argument("--out", type=Path, required=True, help="output image (single) or folder (batch)")
+    a.add_argument("--size", type=int, default=None, help="resize the input's longest side first")
+    a.add_argument("--device", default="auto")
+    a.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    for sp in (t, a):
+        sp.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit")
+    return p
+
+
+def _train_main(args: argparse.Namespace) -> int:
+    resume = None
+    if args.resume is not None:
+        resume = io.load_checkpoint(args.resume)
+        if resume.get("format") != CHECKPOINT_FORMAT or "opt" not in resume:
+            raise io.InputError(f"{args.resume}: not a resumable perceptual checkpoint.pt")
+        data = dict(resume["config"])
+    else:
+        data = load_yaml(args.config) if args.config else {}
+        data.setdefault("task", args.task)
+    if args.steps is not None:
+        args.overrides.append(f"steps={args.steps}")
+    if args.upscale is not None:
+        args.overrides.append(f"upscale={args.upscale}")
+    apply_overrides(data, args.overrides)
+    task = data.pop("task", args.task)
+    cfg = PerceptualConfig.for_task(task, **data)
+    files = io.list_images(args.data)
+    style = None
+    if cfg.task == "style":
+        if args.style is None:
+            raise io.InputError("--style is required for task 'style'")
+        style = io.load_image(args.style, min_side=16)
+    device = resolve_device(args.device)
+    if args.dry_run:
+        print(dump_yaml(cfg), end="")
+        print(f"# {len(files)} training images; dry run, nothing written")
+        return 0
+    if resume is not None:
+        run_dir = args.resume.parent
+    else:
+        name = args.name or (f"perceptual-{args.style.stem}" if cfg.task == "style" else f"perceptual-sr{cfg.upscale}")
+        io.check_writable(args.runs)
+        run_dir = next_run_dir(args.runs, re.sub(r"[^A-Za-z0-9_.-]", "_", name))
+        with io.atomic_write(run_dir / "config.yaml", "w") as f:
+            f.write(dump_yaml(cfg))
+    print(f"run folder: {run_dir}")
+    train(cfg, files, style, run_dir, device, resume=resume, progress=True)
+    print(f"wrote {run_dir / 'final.pt'}")
+    return 0
+
+
+def _apply_main(args: argparse.Namespace) -> int:
+    net, cfg = load_model(args.checkpoint)
+    device = resolve_device(args.device)
+    if args.content is not None:
+        check_image_path(args.out)
+        jobs = [(args.content, args.out)]
+    else:
+        io.check_writable(args.out)
+        jobs = [(p, args.out / f"{p.stem}.png") for p in io.list_images(args.content_dir)]
+    for src, dst in jobs:
+        img = io.load_image(src, max_side=args.size, min_side=net.multiple)
+        t = time.perf_counter()
+        out = apply(net, img, device, args.precision)
+        io.save_image(out, dst)
+        print(f"wrote {dst} ({out.shape[-1]}x{out.shape[-2]}, {1000 * (time.perf_counter() - t):.0f} ms)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 ok, 1 failed, 2 bad input, 130 interrupted)."""
+    args = _parser().parse_args(argv)
+    try:
+        io.set_max_pixels(args.max_pixels)
+        return _train_main(args) if args.command == "train" else _apply_main(args)
+    except (io.InputError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint.pt can be resumed with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

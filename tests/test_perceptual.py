@@ -1,0 +1,89 @@
+"""Johnson perceptual networks: shapes, a tiny training run, checkpoints, resume, CLI errors."""
+
+import pytest
+import torch
+
+from mgan import io, perceptual
+from mgan.config import ConfigError
+from mgan.perceptual import PerceptualConfig, TransformNet
+
+
+def _photos(folder, synthetic_image, n=3):
+    folder.mkdir()
+    for i in range(n):
+        io.save_image(synthetic_image.roll(9 * i, -1).flip(-2) if i % 2 else synthetic_image.roll(9 * i, -1),
+                      folder / f"p{i}.png")
+    return io.list_images(folder)
+
+
+def _cfg(**kw) -> PerceptualConfig:
+    # Small net and the session encoder's taps (relu1_1..relu5_1).
+    base = dict(image_size=32, style_size=64, batch_size=2, steps=12, lr=5e-3, content_layer="relu2_1",
+                style_layers=("relu1_1", "relu2_1", "relu3_1"), base_channels=8, residual_blocks=1,
+                precision="fp32", log_every=1, sample_every=1000, checkpoint_every=6)
+    base.update(kw)
+    return PerceptualConfig(**base)
+
+
+def test_network_shapes():
+    x = torch.rand(2, 3, 32, 48)
+    assert TransformNet(8, 2, 1, 2)(x).shape == (2, 3, 32, 48)
+    sr = perceptual.build_network(PerceptualConfig.for_task("sr", upscale=4, base_channels=8, residual_blocks=1))
+    assert sr(torch.rand(1, 3, 8, 12)).shape == (1, 3, 32, 48)
+    hr = torch.rand(1, 3, 32, 48)
+    assert perceptual.degrade(hr, 4).shape == (1, 3, 8, 12)
+
+
+def test_tiny_training_lowers_loss_and_resumes(tmp_path, encoder, synthetic_image):
+    files = _photos(tmp_path / "photos", synthetic_image)
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = _cfg()
+    net, hist = perceptual.train(cfg, files, synthetic_image, run, encoder=encoder)
+    losses = [h["loss"] for h in hist]
+    assert len(losses) == cfg.steps
+    assert sum(losses[-3:]) < 0.7 * sum(losses[:3])
+    assert (run / "final.pt").is_file() and (run / "metrics.jsonl").is_file()
+    # the checkpoint at step 6 resumes to the same weights as the uninterrupted run
+    half = tmp_path / "half"
+    half.mkdir()
+    perceptual.train(_cfg(steps=6), files, synthetic_image, half, encoder=encoder)
+    resumed, _ = perceptual.train(cfg, files, synthetic_image, None, resume=io.load_checkpoint(half / "checkpoint.pt"),
+                                  encoder=encoder)
+    for a, b in zip(net.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    loaded, lcfg = perceptual.load_model(run / "final.pt")
+    assert lcfg == cfg
+    out = perceptual.apply(loaded, synthetic_image[..., :30, :37])  # cropped to multiples of 4
+    assert out.shape == (1, 3, 28, 36) and 0 <= out.min() and out.max() <= 1
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="task"):
+        PerceptualConfig(task="video").validate()
+    with pytest.raises(ConfigError, match="upscale"):
+        PerceptualConfig.for_task("sr", upscale=3)
+    with pytest.raises(ConfigError, match="load_size"):
+        PerceptualConfig(image_size=64, load_size=32).validate()
+
+
+def test_cli_rejects_bad_input(tmp_path, capsys, synthetic_image):
+    assert perceptual.main(["train", "--style", str(tmp_path / "s.png"), "--data", str(tmp_path / "none")]) == 2
+    assert "folder not found" in capsys.readouterr().err
+    photos = tmp_path / "photos"
+    _photos(photos, synthetic_image, 1)
+    assert perceptual.main(["train", "--data", str(photos), "--runs", str(tmp_path / "runs")]) == 2
+    assert "--style is required" in capsys.readouterr().err
+    assert perceptual.main(["train", "--data", str(photos), "--style", str(photos / "p0.png"),
+                            "--set", "steps=-1", "--runs", str(tmp_path / "runs")]) == 2
+    assert "steps" in capsys.readouterr().err
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"nope")
+    assert perceptual.main(["stylize", "--checkpoint", str(bogus), "--content", str(photos / "p0.png"),
+                            "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+    # --dry-run validates and writes nothing
+    assert perceptual.main(["train", "--data", str(photos), "--style", str(photos / "p0.png"), "--dry-run",
+                            "--runs", str(tmp_path / "runs")]) == 0
+    assert not (tmp_path / "runs").exists()
