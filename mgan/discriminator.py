@@ -79,3 +79,57 @@ class PatchDiscriminator(nn.Module):
         if h0 < h and w0 < w:
             parts.append(self(feat[..., h - p :, w - p :]).flatten(1))
         return torch.cat(parts, 1)
+
+
+class MGANDiscriminator(nn.Module):
+    """MGAN's D on neural patches of G's output (paper Sec. 3.2, Fig. 2; original code's netD).
+
+    ``LeakyReLU(0.2) -> conv 4x4/2 C->h0 -> BN -> LeakyReLU(0.2) -> conv 4x4/2 h0->h1 -> BN
+    -> LeakyReLU(0.2) -> conv 1x1 h1->1``
+
+    On relu3_1 of a 128x128 crop (``[N, 256, 32, 32]``) it returns an ``[N, 1, 8, 8]``
+    score map; each score judges one neural patch (receptive field 10x10 relu3_1 cells,
+    about 40 image pixels). :meth:`masked` drops the outer ``ring`` of scores, whose
+    patches lie partly in the zero padding (the original masked the outer ring of the
+    8x8 map, keeping 36 scores). The first LeakyReLU is a no-op on relu features and is
+    kept only to mirror the original network.
+
+    Args:
+        channels: input channels (256 for relu3_1).
+        hidden: widths of the two strided convs (256, 512 in the paper).
+        ring: width of the masked border of the score map.
+    """
+
+    def __init__(self, channels: int = 256, hidden: tuple[int, int] = (256, 512), ring: int = 1) -> None:
+        super().__init__()
+        if len(hidden) != 2 or min(hidden) < 1:
+            raise ValueError(f"hidden must be two positive widths, got {hidden}")
+        if ring < 0:
+            raise ValueError(f"ring must be >= 0, got {ring}")
+        h0, h1 = hidden
+        self.ring = ring
+        self.net = nn.Sequential(
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, h0, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(h0),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(h0, h1, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(h1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(h1, 1, 1, 1, 0, bias=False),
+        )
+        dcgan_init_(self)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        """``[N, C, H, W]`` (H, W >= 4) -> score map ``[N, 1, H', W']`` with ``H' = floor(floor(H/2)/2)``."""
+        if min(feat.shape[-2:]) < 4:
+            raise ValueError(f"feature map {tuple(feat.shape[-2:])} is too small for MGAN's D (needs >= 4x4)")
+        return self.net(feat)
+
+    def masked(self, scores: Tensor) -> Tensor:
+        """Scores without the outer ring, flattened ``[N, P]``; maps too small to lose a ring are kept whole."""
+        r = self.ring
+        h, w = scores.shape[-2:]
+        if r and h > 2 * r and w > 2 * r:
+            scores = scores[..., r : h - r, r : w - r]
+        return scores.flatten(1)
