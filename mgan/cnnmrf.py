@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mgan import io, losses, patches
+from mgan import cli, io, losses, patches
 from mgan.config import ConfigError, from_dict
 from mgan.data import augment, augmentations
 from mgan.gatys import RunStats, check_image_path, optimize_image, resize_longest
@@ -302,33 +301,27 @@ def config_from_args(args: argparse.Namespace) -> CNNMRFConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 1 failed, 2 bad input, 130 interrupted)."""
+    """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        io.set_max_pixels(args.max_pixels)
-        device = resolve_device(args.device)
-        check_image_path(args.out)
-        style = io.load_image(args.style, min_side=cfg.min_side)
-        content = None
-        if args.content is not None:
-            content = io.load_image(args.content, max_side=cfg.size, min_side=cfg.min_side)
-        h = args.height or cfg.size
-        engine = CNNMRF(style, cfg, device)
-        img, stats = engine.run(content, size=(h, cfg.size), progress=True)
-        io.save_image(img, args.out)
-        print(f"wrote {args.out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "
-              f"{stats.seconds:.1f} s)")
-        return 0
-    except (io.InputError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FloatingPointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return cli.run(lambda: _run(args), interrupted="interrupted")
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    io.set_max_pixels(args.max_pixels)
+    device = resolve_device(args.device)
+    check_image_path(args.out)
+    style = io.load_image(args.style, min_side=cfg.min_side)
+    content = None
+    if args.content is not None:
+        content = io.load_image(args.content, max_side=cfg.size, min_side=cfg.min_side)
+    h = args.height or cfg.size
+    engine = CNNMRF(style, cfg, device)
+    img, stats = engine.run(content, size=(h, cfg.size), progress=True)
+    io.save_image(img, args.out)
+    print(f"wrote {args.out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "
+          f"{stats.seconds:.1f} s)")
+    return 0
 
 
 if __name__ == "__main__":

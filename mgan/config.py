@@ -150,7 +150,17 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys to values")
+    _check_keys(data, path)
     return data
+
+
+def _check_keys(data: dict[Any, Any], path: Path, prefix: str = "") -> None:
+    """Every key of every section must be a string (YAML reads ``1:``, ``yes:``, ``null:`` as others)."""
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: key {prefix}{key!r} must be a string (a config key name)")
+        if isinstance(value, dict):
+            _check_keys(value, path, f"{prefix}{key}.")
 
 
 def dump_yaml(obj: Any) -> str:

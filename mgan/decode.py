@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mgan import io
+from mgan import cli, io
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "picasso.safetensors"
@@ -618,48 +618,47 @@ def _check_tileable_size(args: argparse.Namespace, w: int, h: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    try:
-        _validate(args)
-        io.set_max_pixels(args.max_pixels)
-        size = parse_size(args.size)
-        tile = _tile_arg(args.tile)
-        if args.input is None:
-            mode = "noise"
-        elif args.input.is_dir():
-            mode = "folder"
-        elif is_video(args.input):
-            mode = "video"
-        else:
-            mode = "image"
-        default_out = {"noise": "decode_out.png", "image": "decode_out.png", "folder": "decode_out", "video": "decode_out.mp4"}
-        out = args.out or Path(default_out[mode])
-        _check_out(out, "image" if mode == "noise" else mode)
-        if args.save_noise is not None:
-            _check_out(args.save_noise, "image")
-        files = io.list_images(args.input) if mode == "folder" else []
-        if mode == "noise":
-            w, h = (size, size) if isinstance(size, int) else (size or (512, 512))
-            _check_tileable_size(args, w, h)
-        decoder = Decoder(args.model, device=args.device, precision=args.precision, tile=tile,
-                          tile_memory_mb=args.tile_memory, compile=args.compile)
-        progress = not args.quiet
-        if args.dry_run:
-            what = {"noise": f"{args.noise} noise", "folder": f"{len(files)} images"}.get(mode, str(args.input))
-            print(f"dry run: would decode {what} with {args.model} on {decoder.device} ({args.precision}) into {out}")
-            return 0
-        if mode == "noise":
-            return _run_noise(args, decoder, out, w, h, progress)
-        if mode == "video":
-            return _run_video(args, decoder, out, size, progress)
-        return _run_images(args, decoder, [args.input] if mode == "image" else files, out, mode, size, progress)
-    except io.InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished outputs are kept", file=sys.stderr)
-        return 130
+    return cli.run(lambda: _run(args), interrupted="interrupted; finished outputs are kept")
+
+
+def _run(args: argparse.Namespace) -> int:
+    _validate(args)
+    io.set_max_pixels(args.max_pixels)
+    size = parse_size(args.size)
+    tile = _tile_arg(args.tile)
+    if args.input is None:
+        mode = "noise"
+    elif args.input.is_dir():
+        mode = "folder"
+    elif is_video(args.input):
+        mode = "video"
+    else:
+        mode = "image"
+    default_out = {"noise": "decode_out.png", "image": "decode_out.png", "folder": "decode_out", "video": "decode_out.mp4"}
+    out = args.out or Path(default_out[mode])
+    _check_out(out, "image" if mode == "noise" else mode)
+    if args.save_noise is not None:
+        _check_out(args.save_noise, "image")
+    files = io.list_images(args.input) if mode == "folder" else []
+    for p in files:  # headers only: a bad image is reported before any work starts
+        io.probe_image(p, min_side=8)
+    if mode == "noise":
+        w, h = (size, size) if isinstance(size, int) else (size or (512, 512))
+        _check_tileable_size(args, w, h)
+    decoder = Decoder(args.model, device=args.device, precision=args.precision, tile=tile,
+                      tile_memory_mb=args.tile_memory, compile=args.compile)
+    progress = not args.quiet
+    if args.dry_run:
+        what = {"noise": f"{args.noise} noise", "folder": f"{len(files)} images"}.get(mode, str(args.input))
+        print(f"dry run: would decode {what} with {args.model} on {decoder.device} ({args.precision}) into {out}")
+        return 0
+    if mode == "noise":
+        return _run_noise(args, decoder, out, w, h, progress)
+    if mode == "video":
+        return _run_video(args, decoder, out, size, progress)
+    return _run_images(args, decoder, [args.input] if mode == "image" else files, out, mode, size, progress)
 
 
 def _run_noise(args: argparse.Namespace, decoder: Decoder, out: Path, w: int, h: int, progress: bool) -> int:

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mgan import io, losses, patches
+from mgan import cli, io, losses, patches
 from mgan.config import ConfigError
 from mgan.gatys import resize_longest
 from mgan.mdan import resolve_device
@@ -429,90 +429,87 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    try:
-        io.set_max_pixels(args.max_pixels)
-        cfg = EvalConfig(size=args.size, eval_size=args.eval_size, style_size=args.style_size,
-                         projections=args.projections, gatys_iterations=args.gatys_iterations,
-                         cnnmrf_iterations=args.cnnmrf_iterations, mdan_iterations=args.mdan_iterations, seed=args.seed)
-        cfg.validate()
-        device = resolve_device(args.device)
-        wanted = [m.strip() for m in args.generate.split(",") if m.strip()]
-        unknown = [m for m in wanted if m not in METHODS]
-        if unknown:
-            raise io.InputError(f"--generate: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-        if not wanted and not args.method:
-            raise io.InputError("nothing to evaluate: give --method NAME=FOLDER and/or --generate METHODS")
-        for name, folder in args.method:
-            if not folder.is_dir():
-                raise io.InputError(f"--method {name}={folder}: folder not found")
-        photos = args.photos if args.photos else io.list_images(args.photo_dir)
-        for p in photos:
-            if not p.is_file():
-                raise io.InputError(f"photo not found: {p}")
-        style = io.load_image(args.style, min_side=16)
-        io.check_writable(args.out)
-        if "perceptual" in wanted and args.perceptual_checkpoint is None:
-            raise io.InputError("--generate perceptual needs --perceptual-checkpoint RUN/final.pt "
-                                "(train one with python -m mgan.perceptual train)")
-        if args.perceptual_checkpoint is not None and "perceptual" in wanted:
-            from mgan.perceptual import load_model  # noqa: PLC0415
+    return cli.run(lambda: _run(args), interrupted="interrupted; finished outputs are kept and reused on the next run")
 
-            load_model(args.perceptual_checkpoint)  # fail now, not after an hour of other methods
-        columns: dict[str, Path | None] = {}
-        notes: dict[str, str] = {}
-        for m in METHODS:
-            if m not in wanted:
-                continue
-            try:
-                columns[m], notes[m] = generate(m, photos, style, args.out, cfg, device,
-                                                args.perceptual_checkpoint, args.mgan_model)
-            except FileNotFoundError as exc:
-                columns[m], notes[m] = None, f"left out: no released generator at {exc} (not trained yet)"
-                print(f"note: MGAN column left out, {exc} does not exist", file=sys.stderr)
-        for name, folder in args.method:
-            columns[name] = folder
-            notes.setdefault(name, f"outputs from {folder}")
-        scorer = Scorer(style, cfg, device)
-        results: dict[str, dict[str, dict[str, float]]] = {"photo": {}}
+
+def _run(args: argparse.Namespace) -> int:
+    io.set_max_pixels(args.max_pixels)
+    cfg = EvalConfig(size=args.size, eval_size=args.eval_size, style_size=args.style_size,
+                     projections=args.projections, gatys_iterations=args.gatys_iterations,
+                     cnnmrf_iterations=args.cnnmrf_iterations, mdan_iterations=args.mdan_iterations, seed=args.seed)
+    cfg.validate()
+    device = resolve_device(args.device)
+    wanted = [m.strip() for m in args.generate.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in METHODS]
+    if unknown:
+        raise io.InputError(f"--generate: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if not wanted and not args.method:
+        raise io.InputError("nothing to evaluate: give --method NAME=FOLDER and/or --generate METHODS")
+    for name, folder in args.method:
+        if not folder.is_dir():
+            raise io.InputError(f"--method {name}={folder}: folder not found")
+    photos = args.photos if args.photos else io.list_images(args.photo_dir)
+    for p in photos:
+        if not p.is_file():
+            raise io.InputError(f"photo not found: {p}")
+    style = io.load_image(args.style, min_side=16)
+    io.check_writable(args.out)
+    if "perceptual" in wanted and args.perceptual_checkpoint is None:
+        raise io.InputError("--generate perceptual needs --perceptual-checkpoint RUN/final.pt "
+                            "(train one with python -m mgan.perceptual train)")
+    if args.perceptual_checkpoint is not None and "perceptual" in wanted:
+        from mgan.perceptual import load_model  # noqa: PLC0415
+
+        load_model(args.perceptual_checkpoint)  # fail now, not after an hour of other methods
+    columns: dict[str, Path | None] = {}
+    notes: dict[str, str] = {}
+    for m in METHODS:
+        if m not in wanted:
+            continue
+        try:
+            columns[m], notes[m] = generate(m, photos, style, args.out, cfg, device,
+                                            args.perceptual_checkpoint, args.mgan_model)
+        except FileNotFoundError as exc:
+            columns[m], notes[m] = None, f"left out: no released generator at {exc} (not trained yet)"
+            print(f"note: MGAN column left out, {exc} does not exist", file=sys.stderr)
+    for name, folder in args.method:
+        columns[name] = folder
+        notes.setdefault(name, f"outputs from {folder}")
+    scorer = Scorer(style, cfg, device)
+    results: dict[str, dict[str, dict[str, float]]] = {"photo": {}}
+    for p in photos:
+        photo = io.load_image(p, max_side=cfg.size, min_side=16)
+        results["photo"][p.stem] = scorer.score(photo, photo)
+    for m, folder in columns.items():
+        if folder is None:
+            continue
+        times = _read_times(folder)
+        results[m] = {}
         for p in photos:
-            photo = io.load_image(p, max_side=cfg.size, min_side=16)
-            results["photo"][p.stem] = scorer.score(photo, photo)
-        for m, folder in columns.items():
-            if folder is None:
+            found = _find_output(folder, p.stem)
+            if found is None:
+                print(f"warning: {m}: no output for {p.stem} in {folder}", file=sys.stderr)
                 continue
-            times = _read_times(folder)
-            results[m] = {}
-            for p in photos:
-                found = _find_output(folder, p.stem)
-                if found is None:
-                    print(f"warning: {m}: no output for {p.stem} in {folder}", file=sys.stderr)
-                    continue
-                photo = io.load_image(p, max_side=cfg.size, min_side=16)
-                row = scorer.score(io.load_image(found), photo)
-                if p.stem in times:
-                    row["seconds"] = times[p.stem]
-                results[m][p.stem] = row
-            if not results[m]:
-                raise io.InputError(f"{m}: none of the photos has an output in {folder}")
-        summary = summarize(results)
-        table_md = table(summary)
-        with io.atomic_write(args.out / "table.md", "w") as f:
-            f.write(table_md + "\n")
-        with io.atomic_write(args.out / "results.json", "w") as f:
-            json.dump({"config": asdict(cfg), "style": str(args.style), "photos": [str(p) for p in photos],
-                       "notes": notes, "per_photo": results, "mean": summary}, f, indent=1)
-        html_path, md_path = write_page(args.out, args.style, photos, columns, notes, table_md, cfg.eval_size)
-        print(table_md)
-        print(f"\nwrote {args.out / 'table.md'}, {args.out / 'results.json'}, {html_path}, {md_path}")
-        return 0
-    except (io.InputError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished outputs are kept and reused on the next run", file=sys.stderr)
-        return 130
+            photo = io.load_image(p, max_side=cfg.size, min_side=16)
+            row = scorer.score(io.load_image(found), photo)
+            if p.stem in times:
+                row["seconds"] = times[p.stem]
+            results[m][p.stem] = row
+        if not results[m]:
+            raise io.InputError(f"{m}: none of the photos has an output in {folder}")
+    summary = summarize(results)
+    table_md = table(summary)
+    with io.atomic_write(args.out / "table.md", "w") as f:
+        f.write(table_md + "\n")
+    with io.atomic_write(args.out / "results.json", "w") as f:
+        json.dump({"config": asdict(cfg), "style": str(args.style), "photos": [str(p) for p in photos],
+                   "notes": notes, "per_photo": results, "mean": summary}, f, indent=1)
+    html_path, md_path = write_page(args.out, args.style, photos, columns, notes, table_md, cfg.eval_size)
+    print(table_md)
+    print(f"\nwrote {args.out / 'table.md'}, {args.out / 'results.json'}, {html_path}, {md_path}")
+    return 0
 
 
 if __name__ == "__main__":

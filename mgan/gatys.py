@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mgan import io, losses
+from mgan import cli, io, losses
 from mgan.config import ConfigError, from_dict
 from mgan.mdan import resolve_device
 from mgan.vgg import LAYER_INDEX, VGG19Encoder
@@ -426,33 +426,27 @@ def config_from_args(args: argparse.Namespace) -> GatysConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        io.set_max_pixels(args.max_pixels)
-        device = resolve_device(args.device)
-        check_image_path(args.out)
-        style = io.load_image(args.style, min_side=16)
-        content = io.load_image(args.content, max_side=cfg.size, min_side=16) if args.content else None
-        engine = Gatys(style, cfg, device)
-        h = args.height or cfg.size
-        if h < 16:
-            raise io.InputError(f"--height must be >= 16, got {h}")
-        img, stats = engine.run(content, size=(h, cfg.size), progress=True)
-        io.save_image(img, args.out)
-        print(f"wrote {args.out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "
-              f"{stats.seconds:.1f} s, loss {stats.loss[-1] if stats.loss else float('nan'):.4g})")
-        return 0
-    except (io.InputError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FloatingPointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return cli.run(lambda: _run(args), interrupted="interrupted")
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    io.set_max_pixels(args.max_pixels)
+    device = resolve_device(args.device)
+    check_image_path(args.out)
+    style = io.load_image(args.style, min_side=16)
+    content = io.load_image(args.content, max_side=cfg.size, min_side=16) if args.content else None
+    engine = Gatys(style, cfg, device)
+    h = args.height or cfg.size
+    if h < 16:
+        raise io.InputError(f"--height must be >= 16, got {h}")
+    img, stats = engine.run(content, size=(h, cfg.size), progress=True)
+    io.save_image(img, args.out)
+    print(f"wrote {args.out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "
+          f"{stats.seconds:.1f} s, loss {stats.loss[-1] if stats.loss else float('nan'):.4g})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgan import io, losses
+from mgan import cli, io, losses
 from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from mgan.gatys import check_image_path, resize_longest
 from mgan.mdan import resolve_device
@@ -529,20 +529,14 @@ def _apply_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 1 failed, 2 bad input, 130 interrupted)."""
+    """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    try:
-        io.set_max_pixels(args.max_pixels)
-        return _train_main(args) if args.command == "train" else _apply_main(args)
-    except (io.InputError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FloatingPointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; the last checkpoint.pt can be resumed with --resume", file=sys.stderr)
-        return 130
+    return cli.run(lambda: _run(args), interrupted="interrupted; the last checkpoint.pt can be resumed with --resume")
+
+
+def _run(args: argparse.Namespace) -> int:
+    io.set_max_pixels(args.max_pixels)
+    return _train_main(args) if args.command == "train" else _apply_main(args)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def load_caffe_state_dict(path: str | os.PathLike | None = None) -> dict[str, Te
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle refused, ...
-        raise WeightsError(f"cannot read VGG-19 weights from {path}: {exc}") from exc
+        from mgan.io import describe_load_error  # noqa: PLC0415
+
+        raise WeightsError(f"cannot read VGG-19 weights from {path}: {describe_load_error(exc)}") from exc
     out: dict[str, Tensor] = {}
     for name in CONV_NAMES:
         block, conv = name[4], name[6]

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgan import io, losses
+from mgan import cli, io, losses
 from mgan.config import ConfigError
 from mgan.gatys import RunStats, check_image_path, optimize_image
 from mgan.mdan import resolve_device
@@ -303,47 +303,41 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 1 failed, 2 bad input, 130 interrupted)."""
+    """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    try:
-        io.set_max_pixels(args.max_pixels)
-        device = resolve_device(args.device)
-        check_image_path(args.out)
-        if args.command == "invert":
-            lr = args.lr if args.lr is not None else (1.0 if args.optimizer == "lbfgs" else 0.05)
-            cfg = InversionConfig(args.layer, args.tv_weight, args.beta, args.optimizer, args.iterations, lr,
-                                  seed=args.seed, precision=args.precision)
-            cfg.validate()
-            image = io.load_image(args.image, max_side=args.size, min_side=16)
-            out, stats = invert(image, cfg, device, progress=True)
-            msg = f"relative feature error + prior {stats.loss[-1] if stats.loss else float('nan'):.4g}"
-        elif args.command == "maximize":
-            cfg = MaximizeConfig(args.layer, args.channel, args.neuron, args.size, args.iterations, args.lr,
-                                 args.l2_weight, args.blur_every, args.blur_sigma, args.jitter, args.seed,
-                                 args.precision)
-            cfg.validate()
-            out, stats = maximize(cfg, device, progress=True)
-            msg = f"activation {stats.loss[-1] if stats.loss else float('nan'):.4g}"
-        else:
-            _check_layer(args.layer)
-            if not 0 <= args.channel < _channels(args.layer):
-                raise ConfigError(f"channel: {args.layer} has channels 0..{_channels(args.layer) - 1}, "
-                                  f"got {args.channel}")
-            image = io.load_image(args.image, max_side=args.size, min_side=16)
-            out = saliency_image(guided_backprop(image, args.layer, args.channel, None, device, args.neuron))
-            msg = f"guided backprop of {args.layer}:{args.channel}"
-        io.save_image(out, args.out)
-        print(f"wrote {args.out} ({msg})")
-        return 0
-    except (io.InputError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FloatingPointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return cli.run(lambda: _run(args), interrupted="interrupted")
+
+
+def _run(args: argparse.Namespace) -> int:
+    io.set_max_pixels(args.max_pixels)
+    device = resolve_device(args.device)
+    check_image_path(args.out)
+    if args.command == "invert":
+        lr = args.lr if args.lr is not None else (1.0 if args.optimizer == "lbfgs" else 0.05)
+        cfg = InversionConfig(args.layer, args.tv_weight, args.beta, args.optimizer, args.iterations, lr,
+                              seed=args.seed, precision=args.precision)
+        cfg.validate()
+        image = io.load_image(args.image, max_side=args.size, min_side=16)
+        out, stats = invert(image, cfg, device, progress=True)
+        msg = f"relative feature error + prior {stats.loss[-1] if stats.loss else float('nan'):.4g}"
+    elif args.command == "maximize":
+        cfg = MaximizeConfig(args.layer, args.channel, args.neuron, args.size, args.iterations, args.lr,
+                             args.l2_weight, args.blur_every, args.blur_sigma, args.jitter, args.seed,
+                             args.precision)
+        cfg.validate()
+        out, stats = maximize(cfg, device, progress=True)
+        msg = f"activation {stats.loss[-1] if stats.loss else float('nan'):.4g}"
+    else:
+        _check_layer(args.layer)
+        if not 0 <= args.channel < _channels(args.layer):
+            raise ConfigError(f"channel: {args.layer} has channels 0..{_channels(args.layer) - 1}, "
+                              f"got {args.channel}")
+        image = io.load_image(args.image, max_side=args.size, min_side=16)
+        out = saliency_image(guided_backprop(image, args.layer, args.channel, None, device, args.neuron))
+        msg = f"guided backprop of {args.layer}:{args.channel}"
+    io.save_image(out, args.out)
+    print(f"wrote {args.out} ({msg})")
+    return 0
 
 
 if __name__ == "__main__":
