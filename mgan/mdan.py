@@ -228,7 +228,9 @@ class MDAN:
         try:
             self.D.load_state_dict(state["D"])
         except (KeyError, RuntimeError, TypeError) as exc:
-            raise io.InputError(f"saved D does not fit this discriminator: {str(exc).splitlines()[0]}") from None
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+            raise io.InputError(f"saved D does not fit this discriminator: {detail[:200]}") from None
         self.images_done = int(state.get("images_done", 0))
 
     # -- real and synthesised scores ----------------------------------------------
@@ -466,6 +468,7 @@ def run_batch(
     from tqdm import tqdm  # noqa: PLC0415
 
     d_path = d_path or out_dir / "mdan_D.pt"
+    io.remove_stale_temps(out_dir)  # what a killed run was writing; finished outputs are whole
     done: list[str] = []
     if d_path.is_file():
         state = io.load_checkpoint(d_path)
@@ -478,67 +481,75 @@ def run_batch(
         outputs.append(out)
         if not out.is_file():
             jobs.append(("photo", p))
-    bar = tqdm(jobs, desc="mdan batch", disable=not progress, dynamic_ncols=True, file=sys.stderr)
-    for kind, p in bar:
-        content = io.load_image(p, max_side=size, multiple=8, min_side=mdan.cfg.min_side)
-        iters = warmup_iterations if kind == "warmup" and warmup_iterations is not None else iterations
-        cb = _frame_saver(out_dir / "frames", p.stem, save_every) if kind == "photo" else None
-        img, stats = mdan.synthesize(content, iterations=iters, callback=cb, progress=progress, desc=p.name)
-        if kind == "photo":
-            io.save_image(img, out_dir / f"{p.stem}.png")
-        done.append(f"{kind}:{p.name}" if kind == "warmup" else p.name)
-        io.save_checkpoint({**mdan.state_dict(), "done": done}, d_path)
-        bar.set_postfix(last=f"{stats.seconds:.1f}s")
+    bar = tqdm(jobs, desc="mdan batch", disable=not progress, dynamic_ncols=True, file=sys.stderr, leave=False)
+    try:
+        for kind, p in bar:
+            content = io.load_image(p, max_side=size, multiple=8, min_side=mdan.cfg.min_side)
+            iters = warmup_iterations if kind == "warmup" and warmup_iterations is not None else iterations
+            cb = _frame_saver(out_dir / "frames", p.stem, save_every) if kind == "photo" else None
+            img, stats = mdan.synthesize(content, iterations=iters, callback=cb, progress=progress, desc=p.name)
+            # image first, then D: a kill in between keeps the image (not redone) and loses
+            # only that photo's D update
+            if kind == "photo":
+                io.save_image(img, out_dir / f"{p.stem}.png")
+            done.append(f"{kind}:{p.name}" if kind == "warmup" else p.name)
+            io.save_checkpoint({**mdan.state_dict(), "done": done}, d_path)
+            bar.set_postfix(last=f"{stats.seconds:.1f}s")
+    finally:
+        bar.close()
     return outputs
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 1 runtime error, 2 bad input)."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        io.set_max_pixels(args.max_pixels)
-        device = resolve_device(args.device)
-        batch = args.content_dir is not None
-        out = args.out or Path("mdan_out" if batch else "mdan_out.png")
-        if batch:
-            files = io.list_images(args.content_dir)
-            warm = io.list_images(args.warmup_dir) if args.warmup_dir else []
-            io.check_writable(out)
-        else:
-            if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
-                raise io.InputError(f"--out {out}: expected an image file name such as out.png")
-            io.check_writable(out.parent if str(out.parent) else Path("."))
-        style = io.load_image(args.style, max_side=cfg.style_size, min_side=cfg.min_side)
-        content = None
-        if args.content is not None:
-            content = io.load_image(args.content, max_side=cfg.size, multiple=8, min_side=cfg.min_side)
-        mdan = MDAN(style, cfg, device=device)
-        if args.d_init is not None:
-            mdan.load_state_dict(io.load_checkpoint(args.d_init))
-        if batch:
-            run_batch(mdan, files, out, cfg.size, cfg.iterations, args.save_every, warm,
-                      args.warmup_iterations, progress=True)
-            print(f"wrote {len(files)} images to {out}/")
-        else:
-            h = args.height or cfg.size
-            if h % 8:
-                raise io.InputError(f"--height must be a multiple of 8, got {h}")
-            cb = _frame_saver(out.parent / f"{out.stem}_frames", out.stem, args.save_every)
-            img, stats = mdan.synthesize(content, size=(h, cfg.size), callback=cb, progress=True)
-            io.save_image(img, out)
-            print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "
-                  f"{stats.seconds:.1f} s, texture loss {stats.texture_loss[-1] if stats.texture_loss else 0:.3f})")
-        if args.save_d is not None:
-            io.save_checkpoint(mdan.state_dict(), args.save_d)
-        return 0
-    except (io.InputError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished outputs are kept", file=sys.stderr)
-        return 130
+    """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
+    from mgan import cli  # noqa: PLC0415  (imported here: the module head belongs to the batch/resume work)
+
+    args = _parser().parse_args(argv)
+    return cli.run(lambda: _run(args), interrupted="interrupted; finished outputs are kept")
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    io.set_max_pixels(args.max_pixels)
+    device = resolve_device(args.device)
+    batch = args.content_dir is not None
+    out = args.out or Path("mdan_out" if batch else "mdan_out.png")
+    if batch:
+        files = io.list_images(args.content_dir)
+        warm = io.list_images(args.warmup_dir) if args.warmup_dir else []
+        for p in [*warm, *files]:  # headers only: a bad photo is reported before any work starts
+            io.probe_image(p, min_side=cfg.min_side)
+        io.check_writable(out)
+    else:
+        if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
+            raise io.InputError(f"--out {out}: expected an image file name such as out.png")
+        io.check_writable(out.parent if str(out.parent) else Path("."))
+    h = args.height or cfg.size
+    if not batch and args.content is None and (h % 8 or h < 16):  # checked before VGG and the style pool
+        raise io.InputError(f"--height must be a multiple of 8 and >= 16, got {h}")
+    if args.save_d is not None:
+        io.check_writable(args.save_d.parent)
+    d_state = io.load_checkpoint(args.d_init) if args.d_init is not None else None  # refuse a bad file early
+    style = io.load_image(args.style, max_side=cfg.style_size, min_side=cfg.min_side)
+    content = None
+    if args.content is not None:
+        content = io.load_image(args.content, max_side=cfg.size, multiple=8, min_side=cfg.min_side)
+    mdan = MDAN(style, cfg, device=device)
+    if d_state is not None:
+        mdan.load_state_dict(d_state)
+    if batch:
+        run_batch(mdan, files, out, cfg.size, cfg.iterations, args.save_every, warm,
+                  args.warmup_iterations, progress=True)
+        print(f"wrote {len(files)} images to {out}/")
+    else:
+        cb = _frame_saver(out.parent / f"{out.stem}_frames", out.stem, args.save_every)
+        img, stats = mdan.synthesize(content, size=(h, cfg.size), callback=cb, progress=True)
+        io.save_image(img, out)
+        print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "
+              f"{stats.seconds:.1f} s, texture loss {stats.texture_loss[-1] if stats.texture_loss else 0:.3f})")
+    if args.save_d is not None:
+        io.save_checkpoint(mdan.state_dict(), args.save_d)
+    return 0
 
 
 if __name__ == "__main__":

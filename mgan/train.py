@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mgan import io, losses
+from mgan import cli, distributed, io, losses
 from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from mgan.data import CropSet, augmentations, build_crop_set, crop_grid, epoch_order
 from mgan.discriminator import MGANDiscriminator
@@ -118,7 +118,7 @@ class TrainConfig:
     lr: float = 0.02  # Adam lr of G
     d_lr: float = 0.02  # Adam lr of D
     beta1: float = 0.5
-    batch: int = 64  # crops per step
+    batch: int = 64  # crops per step and process (torchrun with N processes: N x batch per step)
     epochs: int = 5  # passes over all crops (each in a (seed, epoch)-determined order)
     max_steps: int | None = None  # if set, train exactly this many steps instead of `epochs`
     pixel_weight: float = 0.99  # MSE to the MDAN crop, [-1, 1] pixels ("pixel VAE")
@@ -365,47 +365,67 @@ def _mdan_engine(cfg: ExperimentConfig, paths: Paths, device: torch.device):
     return MDAN(style, m, device=device, encoder=enc)
 
 
+def _d_file(folder: Path, d: distributed.Dist) -> Path:
+    """Where a rank keeps its MDAN discriminator: rank 0 (or the only process) ``mdan_D.pt``."""
+    return folder / ("mdan_D.pt" if d.main else f"mdan_D.rank{d.rank}.pt")
+
+
+def _finish_stage(folder: Path, d: distributed.Dist, info: dict) -> None:
+    """Wait for every rank's share of a stage, then mark it done (rank 0)."""
+    distributed.barrier(d)
+    if d.main:
+        with io.atomic_write(folder / "DONE.json", "w") as f:
+            json.dump(info, f)
+    distributed.barrier(d)
+
+
 def stage_mdan(cfg: ExperimentConfig, paths: Paths, folder: Path, device: torch.device,
-               progress: bool = True) -> dict[str, float]:
+               progress: bool = True, d: distributed.Dist | None = None) -> dict[str, float]:
     """Stage 1: MDAN outputs of the training photos into ``folder`` (resumable).
 
-    Returns the stage's wall and CPU seconds (as recorded when it finished, if cached)."""
+    With several ranks each takes every ``world``-th photo with a D of its own (each warmed
+    up on the warm-up photos), and they wait for each other at the end. Returns the stage's
+    wall and CPU seconds (as recorded when it finished, if cached)."""
     from mgan.mdan import run_batch  # noqa: PLC0415
 
+    d = d or distributed.Dist()
     done = folder / "DONE.json"
     if done.is_file():
         return _done_times(done)
     clock = _Clock()
     io.check_writable(folder)
     mdan = _mdan_engine(cfg, paths, device)
-    run_batch(mdan, paths.train, folder, cfg.mdan.size, cfg.mdan.iterations, warmup=paths.warmup,
-              warmup_iterations=cfg.warmup_iterations, d_path=folder / "mdan_D.pt", progress=progress)
+    run_batch(mdan, paths.train[d.rank :: d.world], folder, cfg.mdan.size, cfg.mdan.iterations, warmup=paths.warmup,
+              warmup_iterations=cfg.warmup_iterations, d_path=_d_file(folder, d), progress=progress and d.main)
     times = clock.read()
-    with io.atomic_write(done, "w") as f:
-        json.dump({"photos": len(paths.train), "warmup": len(paths.warmup), **times}, f)
+    _finish_stage(folder, d, {"photos": len(paths.train), "warmup": len(paths.warmup), "ranks": d.world, **times})
     return times
 
 
 def stage_sample_mdan(cfg: ExperimentConfig, paths: Paths, targets: Path, folder: Path, device: torch.device,
-                      progress: bool = True) -> dict[str, float]:
+                      progress: bool = True, d: distributed.Dist | None = None) -> dict[str, float]:
     """Stage 1b: MDAN of the held-out sample photos, starting from the trained D of stage 1
-    (as the original code did for its test images); the training D file is not modified."""
+    (as the original code did for its test images); the training D file is not modified.
+    Ranks share the photos as in :func:`stage_mdan`, each starting from its own stage-1 D."""
     from mgan.mdan import run_batch  # noqa: PLC0415
 
+    d = d or distributed.Dist()
     if not paths.samples:
         return {}
     if (folder / "DONE.json").is_file():
         return _done_times(folder / "DONE.json")
     clock = _Clock()
     io.check_writable(folder)
-    d_path = folder / "mdan_D.pt"
+    d_path = _d_file(folder, d)
     if not d_path.is_file():
-        shutil.copyfile(targets / "mdan_D.pt", d_path)
+        source = _d_file(targets, d)
+        with io.atomic_write(d_path) as f:
+            f.write((source if source.is_file() else targets / "mdan_D.pt").read_bytes())
     mdan = _mdan_engine(cfg, paths, device)
-    run_batch(mdan, paths.samples, folder, cfg.sample_size, cfg.mdan.iterations, d_path=d_path, progress=progress)
+    run_batch(mdan, paths.samples[d.rank :: d.world], folder, cfg.sample_size, cfg.mdan.iterations, d_path=d_path,
+              progress=progress and d.main)
     times = clock.read()
-    with io.atomic_write(folder / "DONE.json", "w") as f:
-        json.dump({"photos": len(paths.samples), **times}, f)
+    _finish_stage(folder, d, {"photos": len(paths.samples), "ranks": d.world, **times})
     return times
 
 
@@ -501,16 +521,23 @@ class Trainer:
     The data order of epoch ``e`` is :func:`mgan.data.epoch_order` ``(K, seed, e)``; the
     checkpoint holds G, D, both Adam states, the step and the RNG state, so a resumed run
     continues bit-exactly (fp32, same machine).
+
+    Under ``torchrun`` (``dist.world = N``) a step takes ``N * batch`` crops of that order
+    and rank ``r`` trains on the ``r``-th slice of ``batch``; G and D are wrapped in
+    ``DistributedDataParallel`` with globally synchronised BatchNorm
+    (:mod:`mgan.distributed`), so the update equals one process's with batch ``N * batch``.
     """
 
     def __init__(self, cfg: ExperimentConfig, crops: CropSet, device: torch.device | str = "cpu",
-                 progress: bool = True) -> None:
+                 progress: bool = True, dist: distributed.Dist | None = None) -> None:
         t = cfg.train
         self.cfg, self.crops, self.device, self.progress = cfg, crops, torch.device(device), progress
+        self.dist = dist or distributed.Dist()
+        self.global_batch = t.batch * self.dist.world
         if crops.size != cfg.crops.size:
             raise io.InputError(f"crops are {crops.size}px but crops.size is {cfg.crops.size}")
-        if len(crops) < t.batch:
-            raise io.InputError(f"only {len(crops)} crops, fewer than one batch of {t.batch}; "
+        if len(crops) < self.global_batch:
+            raise io.InputError(f"only {len(crops)} crops, fewer than one batch of {self.global_batch}; "
                                 "use more or larger photos or a smaller train.batch")
         self.bf16 = t.precision == "bf16"
         self.fmt = torch.channels_last if t.channels_last else torch.contiguous_format
@@ -518,6 +545,17 @@ class Trainer:
         self.G = Generator(cfg.model).to(self.device, memory_format=self.fmt)
         self.D = MGANDiscriminator(_relu_channels(t.d_layer), tuple(t.d_hidden), t.d_ring).to(
             self.device, memory_format=self.fmt)
+        # what train_step runs: G and D themselves, or their DDP wrappers (the same modules)
+        self.G_step, self.D_step = self.G, self.D
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: PLC0415
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            for net in (self.G, self.D):
+                distributed.convert_sync_bn(net)
+            # BN statistics are global, so every rank's buffers agree: nothing to broadcast
+            self.G_step = DDP(self.G, device_ids=ids, forward_sync_buffers=False)
+            self.D_step = DDP(self.D, device_ids=ids, forward_sync_buffers=False)
         self.in_layer = cfg.model.encoder_layer
         self.use_d = t.adv_weight > 0
         self.use_feat = t.feature_weight > 0
@@ -531,7 +569,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.d_lr, betas=betas)
         self.step = 0
-        self.steps_per_epoch = len(crops) // t.batch  # the last partial batch of an epoch is dropped
+        self.steps_per_epoch = len(crops) // self.global_batch  # the last partial batch of an epoch is dropped
         self.total_steps = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
         self.cache_in: Tensor | None = None
         self.cache_real: dict[str, Tensor] = {}
@@ -583,17 +621,20 @@ class Trainer:
         return clock.read()
 
     def batch_indices(self, step: int) -> Tensor:
-        """Crop indices of step ``step``: slice ``step % steps_per_epoch`` of epoch ``step // steps_per_epoch``'s order."""
+        """This rank's crop indices of step ``step``: slice ``step % steps_per_epoch`` of epoch
+        ``step // steps_per_epoch``'s order is the global batch, and rank ``r`` takes its ``r``-th part."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         if self._order is None or self._order[0] != epoch:
             self._order = (epoch, epoch_order(len(self.crops), self.cfg.train.seed, epoch))
         b = self.cfg.train.batch
-        return self._order[1][pos * b : (pos + 1) * b]
+        start = pos * self.global_batch + self.dist.rank * b
+        return self._order[1][start : start + b]
 
     # -- one step
 
     def train_step(self, idx: Tensor) -> dict[str, float]:
-        """One D step and one G step on crops ``idx``; returns the losses and mean D scores."""
+        """One D step and one G step on crops ``idx``; returns the losses and mean D scores
+        (averaged over the ranks)."""
         t = self.cfg.train
         photo, target = self.crops.batch(idx)
         target = target.to(self.device)
@@ -610,20 +651,20 @@ class Trainer:
                 real = {}
         x = x.contiguous(memory_format=self.fmt)
         with self._autocast():
-            y = self.G(x)  # [B, 3, S, S] in [-1, 1]
+            y = self.G_step(x)  # [B, 3, S, S] in [-1, 1]
         out = {}
         fake = self.encoder((y.float() + 1) / 2, self.fake_layers) if self.fake_layers else {}
         if self.use_d:
             # D step: real MDAN patches +1, G's patches -1 (hinge, nn.MarginCriterion(1))
             with self._autocast():
-                s_real = self.D.masked(self.D(real[t.d_layer].contiguous(memory_format=self.fmt)))
-                s_fake = self.D.masked(self.D(fake[t.d_layer].detach()))
+                s_real = self.D.masked(self.D_step(real[t.d_layer].contiguous(memory_format=self.fmt)))
+                s_fake = self.D.masked(self.D_step(fake[t.d_layer].detach()))
             loss_d = losses.hinge(s_real, 1.0) + losses.hinge(s_fake, -1.0)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
             out.update(loss_d=loss_d.item(), d_real=s_real.float().mean().item(), d_fake=s_fake.float().mean().item())
-        # G step against the updated D (no D weight gradients needed)
+        # G step against the updated D (no D weight gradients needed: D itself, not its DDP wrapper)
         loss_pix = F.mse_loss(y.float(), target * 2 - 1)
         loss = t.pixel_weight * loss_pix
         out["loss_pix"] = loss_pix.item()
@@ -642,7 +683,7 @@ class Trainer:
         loss.backward()
         self.opt_g.step()
         out["loss_g"] = loss.item()
-        return out
+        return distributed.mean_over_ranks(out, self.dist, self.device)
 
     # -- samples
 
@@ -655,8 +696,8 @@ class Trainer:
         time. Neither changes G (the batch mode runs on a copy).
         """
         G = self.G
-        if bn == "batch":
-            G = copy.deepcopy(self.G).train()
+        if bn == "batch":  # a copy only this rank runs: its BN must not wait for the others
+            G = distributed.local_bn(copy.deepcopy(self.G).train())
         was_training = self.G.training
         if bn == "eval":
             G.eval()
@@ -676,6 +717,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "num_crops": len(self.crops),
+            "world_size": self.dist.world,
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(),
@@ -690,7 +732,8 @@ class Trainer:
             raise io.InputError(f"not an mgan training checkpoint (format {state.get('format')!r})")
         if state["num_crops"] != len(self.crops) or state["steps_per_epoch"] != self.steps_per_epoch:
             raise io.InputError(f"checkpoint was trained on {state['num_crops']} crops / {state['steps_per_epoch']} "
-                                f"steps per epoch, this run has {len(self.crops)} / {self.steps_per_epoch}")
+                                f"steps per epoch, this run has {len(self.crops)} / {self.steps_per_epoch} "
+                                "(resume with the same crops and the same global batch, processes x train.batch)")
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
@@ -823,16 +866,24 @@ def _log_line(step: int, total: int, row: dict) -> str:
     return f"step {step}/{total} " + " ".join(f"{k}={row[k]:.4g}" for k in keys if k in row)
 
 
+class NonFiniteLoss(FloatingPointError):
+    """A loss became NaN or infinite; the run stopped without checkpointing that step."""
+
+
 def fit(trainer: Trainer, run_dir: Path, samples: Samples | None, progress: bool = True) -> bool:
     """Train to ``trainer.total_steps`` with logging, samples and checkpoints in ``run_dir``.
 
     Returns False if stopped by SIGINT/SIGTERM (after writing ``checkpoint-latest.pt``).
+    Raises :class:`NonFiniteLoss` at the first step whose loss is NaN or infinite, leaving
+    the last checkpoint (written before that step) as it is. Only rank 0 writes; every
+    rank sees the same (rank-averaged) losses and stop requests, so all stop together.
     """
     from tqdm import tqdm  # noqa: PLC0415
 
     t = trainer.cfg.train
-    metrics = _Metrics(run_dir / "metrics.jsonl", trainer.step if trainer.step else None)
-    wb = _Wandb(trainer.cfg, run_dir)
+    d, main_rank = trainer.dist, trainer.dist.main
+    metrics = _Metrics(run_dir / "metrics.jsonl", trainer.step if trainer.step else None) if main_rank else None
+    wb = _Wandb(trainer.cfg, run_dir) if main_rank else None
     stop = {"flag": False}
     handlers = {}
 
@@ -846,15 +897,20 @@ def fit(trainer: Trainer, run_dir: Path, samples: Samples | None, progress: bool
             pass
 
     def save_samples(step: int) -> None:
-        if samples is None or not samples.photos:
+        if not main_rank or samples is None or not samples.photos:
             return
         grid = sample_grid(trainer, samples)
         io.save_image(grid, run_dir / "samples" / f"step-{step:06d}.png")
         wb.log({}, step, grid)
 
+    def checkpoint(name: str) -> None:
+        if main_rank:
+            io.save_checkpoint(trainer.state_dict(), run_dir / name)
+
     acc: dict[str, float] = {}
     n_acc, t_last = 0, time.perf_counter()
-    bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc="train", disable=not progress,
+    saved = trainer.step
+    bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc="train", disable=not (progress and main_rank),
                dynamic_ncols=True, file=sys.stderr)
     try:
         if trainer.step == 0:
@@ -863,6 +919,11 @@ def fit(trainer: Trainer, run_dir: Path, samples: Samples | None, progress: bool
             row = trainer.train_step(trainer.batch_indices(trainer.step))
             trainer.step += 1
             step = trainer.step
+            bad = sorted(k for k, v in row.items() if not math.isfinite(v))
+            if bad:
+                kept = (f"keeping the last good checkpoint {run_dir / LATEST} (step {saved})" if saved
+                        else "no checkpoint had been written yet")
+                raise NonFiniteLoss(f"{bad[0]} became {row[bad[0]]} at step {step}; stopped, {kept}")
             for k, v in row.items():
                 acc[k] = acc.get(k, 0.0) + v
             n_acc += 1
@@ -871,27 +932,31 @@ def fit(trainer: Trainer, run_dir: Path, samples: Samples | None, progress: bool
                 now = time.perf_counter()
                 out = {"step": step, "epoch": (step - 1) // trainer.steps_per_epoch,
                        **{k: v / n_acc for k, v in acc.items()}, "sec_per_step": (now - t_last) / n_acc}
-                metrics.write(out)
-                wb.log(out, step)
-                bar.set_postfix(pix=f"{out['loss_pix']:.4f}", adv=f"{out.get('loss_adv', 0):.3f}",
-                                d=f"{out.get('loss_d', 0):.3f}")
-                if not progress:
-                    print(_log_line(step, trainer.total_steps, out), file=sys.stderr)
+                if main_rank:
+                    metrics.write(out)
+                    wb.log(out, step)
+                    bar.set_postfix(pix=f"{out['loss_pix']:.4f}", adv=f"{out.get('loss_adv', 0):.3f}",
+                                    d=f"{out.get('loss_d', 0):.3f}")
+                    if not progress:
+                        print(_log_line(step, trainer.total_steps, out), file=sys.stderr)
                 acc, n_acc, t_last = {}, 0, now
             if (t.sample_every and step % t.sample_every == 0) or step == trainer.total_steps:
                 save_samples(step)
             last = step == trainer.total_steps
-            if step % t.checkpoint_every == 0 or last or stop["flag"]:
-                io.save_checkpoint(trainer.state_dict(), run_dir / LATEST)
+            stopping = distributed.any_rank(stop["flag"], d, trainer.device)
+            if step % t.checkpoint_every == 0 or last or stopping:
+                checkpoint(LATEST)
+                saved = step
             if t.snapshot_every and step % t.snapshot_every == 0:
-                io.save_checkpoint(trainer.state_dict(), run_dir / f"checkpoint-{step:06d}.pt")
-            if stop["flag"] and not last:
+                checkpoint(f"checkpoint-{step:06d}.pt")
+            if stopping and not last:
                 return False
         return True
     finally:
         bar.close()
-        metrics.close()
-        wb.finish()
+        if main_rank:
+            metrics.close()
+            wb.finish()
         for sig, h in handlers.items():
             signal.signal(sig, h)
 
@@ -989,6 +1054,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--dry-run", action="store_true", help="validate config and data, print the plan, write nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines instead)")
+    p.add_argument("--dist-timeout", type=float, default=360.0, metavar="MIN",
+                   help="torchrun: minutes a rank waits for the others at a stage boundary (default 360)")
     return p
 
 
@@ -1011,13 +1078,41 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed the usage line
         return int(exc.code or 0)
     try:
-        return _run(args)
-    except (io.InputError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished stages and the last checkpoint are kept", file=sys.stderr)
-        return 130
+        return cli.run(lambda: _run(args), "interrupted; finished stages and the last checkpoint are kept")
+    finally:
+        distributed.shutdown()
+
+
+def estimate_disk_bytes(cfg: ExperimentConfig, paths: Paths, n_crops: int, stages_done: dict[str, bool]) -> int:
+    """Bytes the stages still to run will write (an upper bound, for the check before work starts).
+
+    MDAN outputs (PNG, at most raw RGB), the uint8 crop cache (photo + target per crop),
+    and checkpoints: G, D and both Adam states in fp32, written next to the previous one
+    (atomic replace), plus the kept snapshots and the fp16 release.
+    """
+    need = 0
+    m = cfg.mdan
+    if not stages_done.get("mdan"):
+        need += len(paths.train) * m.size * m.size * 3
+    if not stages_done.get("samples"):
+        need += len(paths.samples) * cfg.sample_size * cfg.sample_size * 3
+    if not stages_done.get("crops"):
+        need += n_crops * 2 * 3 * cfg.crops.size**2
+    g = sum(p.numel() for p in Generator(cfg.model).parameters())
+    t = cfg.train
+    d = sum(p.numel() for p in MGANDiscriminator(_relu_channels(t.d_layer), tuple(t.d_hidden), t.d_ring).parameters())
+    ckpt = (g + d) * 4 * 3
+    steps = t.max_steps or t.epochs * max(1, n_crops // t.batch)
+    snapshots = steps // t.snapshot_every if t.snapshot_every else 0
+    return need + ckpt * (2 + snapshots) + g * 2
+
+
+def check_disk_space(outdir: Path, need: int) -> None:
+    """InputError if ``outdir``'s file system has less than ``need`` bytes (+5%) free."""
+    free = shutil.disk_usage(outdir).free
+    if free < need * 1.05:
+        raise io.InputError(f"not enough disk space in {outdir}: this run needs about {need / 2**20:.0f} MB, "
+                            f"{free / 2**20:.0f} MB are free")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -1043,20 +1138,33 @@ def _run(args: argparse.Namespace) -> int:
     paths = resolve_paths(cfg, data_root)
     from mgan.mdan import resolve_device  # noqa: PLC0415
 
-    device = resolve_device(args.device)
-    progress = not args.no_progress
+    d, device = distributed.init(resolve_device(args.device), args.dist_timeout)
+    progress = not args.no_progress and d.main
+    say = functools.partial(print, file=sys.stderr) if d.main else (lambda *a, **k: None)  # noqa: ARG005
     outdir = args.outdir
     keys = cache_keys(cfg, paths)
     cache = outdir / "cache" / keys["mdan"]
     targets, sample_dir = cache / "targets", cache / f"samples-{keys['samples']}"
     crops_path = cache / f"crops-{keys['crops']}.pt"
-    if resume_dir is None and args.resume == "auto":
-        resume_dir = find_matching_run(outdir, cfg)
-        resume_ckpt = resume_dir / LATEST if resume_dir is not None and (resume_dir / LATEST).is_file() else None
-        if resume_dir is not None and resume_ckpt is None:
-            resume_dir = None  # a run that never checkpointed: start a fresh one
+
+    # rank 0 decides which run folder to continue (or that the run is finished); all follow it
+    plan = None
+    if d.main:
+        if resume_dir is None and args.resume == "auto":
+            resume_dir = find_matching_run(outdir, cfg)
+            resume_ckpt = resume_dir / LATEST if resume_dir is not None and (resume_dir / LATEST).is_file() else None
+            if resume_dir is not None and resume_ckpt is None:
+                resume_dir = None  # a run that never checkpointed: start a fresh one
+        finished = False
+        if resume_dir is not None and (resume_dir / RELEASE_NAME).is_file() and resume_ckpt is not None:
+            state = io.load_checkpoint(resume_ckpt)
+            finished = state.get("step") == state.get("total_steps") and args.resume == "auto"
+        plan = (resume_dir, resume_ckpt, finished)
+    resume_dir, resume_ckpt, finished = distributed.broadcast(plan, d)
 
     if args.dry_run:
+        if not d.main:
+            return 0
         print(dump_yaml(cfg), end="")
         print(f"# data: {data_root}\n#   style {paths.style.name}, {len(paths.warmup)} warm-up, {len(paths.train)} "
               f"training and {len(paths.samples)} sample photos")
@@ -1070,41 +1178,63 @@ def _run(args: argparse.Namespace) -> int:
         print(f"# stage 3 training: {steps} steps of {cfg.train.batch} crops ({where})")
         return 0
 
-    if resume_dir is not None and (resume_dir / RELEASE_NAME).is_file() and resume_ckpt is not None:
-        state = io.load_checkpoint(resume_ckpt)
-        if state.get("step") == state.get("total_steps") and args.resume == "auto":
+    if finished:
+        if d.main:
             print(f"already done: {resume_dir / RELEASE_NAME} (use --resume never for a new run)")
-            return 0
+        return 0
+
+    # before any work: every photo opens and is large enough (headers only), the output
+    # folder is writable and has room; leftovers of a killed run go
+    for photo in (paths.style, *paths.warmup, *paths.train, *paths.samples):
+        io.probe_image(photo, min_side=cfg.mdan.min_side)
+    if d.main:
+        io.check_writable(outdir)
+        done = {"mdan": (targets / "DONE.json").is_file(),
+                "samples": not (cfg.sample_mdan and paths.samples) or (sample_dir / "DONE.json").is_file(),
+                "crops": crops_path.is_file()}
+        check_disk_space(outdir, estimate_disk_bytes(cfg, paths, 0 if done["crops"] else estimate_crops(cfg, paths),
+                                                     done))
+        for folder in (cache, resume_dir):
+            if folder is not None:
+                io.remove_stale_temps(folder)
+    distributed.barrier(d)
 
     timings: dict[str, dict[str, float]] = {}
-    timings["mdan"] = stage_mdan(cfg, paths, targets, device, progress)
+    timings["mdan"] = stage_mdan(cfg, paths, targets, device, progress, d)
     if cfg.sample_mdan:
-        timings["mdan_samples"] = stage_sample_mdan(cfg, paths, targets, sample_dir, device, progress)
+        timings["mdan_samples"] = stage_sample_mdan(cfg, paths, targets, sample_dir, device, progress, d)
     if args.stop_after == "mdan":
-        print(f"MDAN targets in {targets}")
+        say(f"MDAN targets in {targets}")
         return 0
+    if not d.main:
+        distributed.barrier(d)  # rank 0 builds the crops, the others load them
     crops, timings["crops"] = stage_crops(cfg, paths, targets, crops_path)
-    print(f"{len(crops)} paired crops of {len(crops.files)} photos ({crops_path})", file=sys.stderr)
+    if d.main:
+        distributed.barrier(d)
+    say(f"{len(crops)} paired crops of {len(crops.files)} photos ({crops_path})")
     if args.stop_after == "crops":
         return 0
 
-    trainer = Trainer(cfg, crops, device, progress)
+    trainer = Trainer(cfg, crops, device, progress, d)
     if resume_dir is not None:
         run_dir = resume_dir
         trainer.load_state_dict(io.load_checkpoint(resume_ckpt))
-        print(f"resuming {run_dir} at step {trainer.step}/{trainer.total_steps}", file=sys.stderr)
+        say(f"resuming {run_dir} at step {trainer.step}/{trainer.total_steps}")
     else:
-        run_dir = next_run_dir(outdir, cfg.name)
-    with io.atomic_write(run_dir / "config.yaml", "w") as f:
-        f.write(dump_yaml(cfg))
+        run_dir = distributed.broadcast(next_run_dir(outdir, cfg.name) if d.main else None, d)
+    if d.main:
+        with io.atomic_write(run_dir / "config.yaml", "w") as f:
+            f.write(dump_yaml(cfg))
     timings["features"] = trainer.build_feature_cache()
-    samples = load_samples(trainer, cfg, paths, sample_dir if cfg.sample_mdan else None)
+    samples = load_samples(trainer, cfg, paths, sample_dir if cfg.sample_mdan else None) if d.main else None
     clock = _Clock()
-    finished = fit(trainer, run_dir, samples, progress)
+    completed = fit(trainer, run_dir, samples, progress)
     timings["train"] = clock.read()
-    if not finished:
+    if not d.main:
+        return 0 if completed else 130
+    if not completed:
         _write_timings(run_dir, timings)
-        print(f"stopped at step {trainer.step}; resume with: python -m mgan.train --resume {run_dir}", file=sys.stderr)
+        say(f"stopped at step {trainer.step}; resume with: python -m mgan.train --resume {run_dir}")
         return 130
     if args.stop_after == "train":
         _write_timings(run_dir, timings)
@@ -1112,7 +1242,7 @@ def _run(args: argparse.Namespace) -> int:
     clock = _Clock()
     path = release(trainer, run_dir, paths, samples, device)
     timings["release"] = clock.read()
-    _write_timings(run_dir, timings, {"steps": trainer.step, "crops": len(crops)})
+    _write_timings(run_dir, timings, {"steps": trainer.step, "crops": len(crops), "ranks": d.world})
     print(f"released {path} ({path.stat().st_size / 2**20:.1f} MB) after {trainer.step} steps; "
           f"decode with: python -m mgan.decode --model {path} --input PHOTO --out out.png")
     return 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import make_tiny_experiment
 
 from mgan import io
 from mgan.data import CropSet
@@ -166,39 +167,11 @@ def test_missing_inputs_exit_2(tmp_path, capsys):
 # --------------------------------------------------------------------------- end to end
 
 
-def _smooth(seed, h=64, w=64):
-    g = torch.Generator().manual_seed(seed)
-    f = torch.rand(6, generator=g) * 8 + 2
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    base = torch.stack([torch.sin(f[0] * xx + f[1] * yy), torch.cos(f[2] * yy - f[3] * xx), torch.sin(f[4] * xx * yy)])
-    return (0.5 + 0.4 * base).clamp(0, 1).unsqueeze(0)
-
-
 @pytest.fixture(scope="module")
 def tiny_project(tmp_path_factory):
-    """A data folder (style, 1 warm-up, 3 training and 1 sample photo, 64 px) and a tiny config."""
+    """A data folder (style, 1 warm-up, 3 training and 2 sample photos, 64 px) and a tiny config."""
     root = tmp_path_factory.mktemp("mgan_train")
-    data = root / "data"
-    io.save_image(_smooth(100), data / "style" / "style.png")
-    io.save_image(_smooth(50), data / "initial" / "w0.png")
-    for i in range(3):
-        io.save_image(_smooth(i), data / "train" / f"p{i}.png")
-    io.save_image(_smooth(77, 64, 80), data / "test" / "t0.png")
-    cfg = {
-        "name": "tiny", "data_root": "data", "style": "style/style.png", "warmup_photos": "initial",
-        "train_photos": "train", "sample_photos": "test", "sample_count": 1, "sample_size": 64,
-        "warmup_iterations": 2,
-        "mdan": {"size": 64, "style_size": 64, "iterations": 2, "precision": "fp32", "angles": [0.0],
-                 "scales": [1.0], "flip": False, "d_hidden": 16},
-        "crops": {"size": 32, "stride": 16, "angles": [0.0, 10.0], "scales": [1.0], "flip": True},
-        "model": {"channels": [16, 8, 8]},
-        "train": {"batch": 8, "precision": "fp32", "d_hidden": [8, 8], "log_every": 1, "sample_every": 2,
-                  "checkpoint_every": 2, "snapshot_every": 0},
-    }
-    (root / "experiments").mkdir()
-    path = root / "experiments" / "tiny.yaml"  # data_root "data" is relative to root (the folder above)
-    path.write_text(yaml.safe_dump(cfg))
-    return root, path
+    return root, make_tiny_experiment(root)
 
 
 def _latest(outdir: Path, number: int) -> Path:
