@@ -623,6 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     return cli.run(lambda: _run(args), interrupted="interrupted; finished outputs are kept")
 
 
+SHAPE_CACHE_LIMIT = 64  # distinct input sizes in a folder beyond which torch's conv caches are turned off
+
+
 def _run(args: argparse.Namespace) -> int:
     _validate(args)
     io.set_max_pixels(args.max_pixels)
@@ -642,8 +645,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.save_noise is not None:
         _check_out(args.save_noise, "image")
     files = io.list_images(args.input) if mode == "folder" else []
+    shapes = set()
     for p in files:  # headers only: a bad image is reported before any work starts
-        io.probe_image(p, min_side=8)
+        w, h = target_size(*io.probe_image(p, min_side=8), size)
+        shapes.add((-(-w // 8), -(-h // 8)))
+    if len(shapes) > SHAPE_CACHE_LIMIT:
+        # torch's CPU conv caches (ideep's LRU and oneDNN's primitive cache, 1024 entries
+        # each) hold ~13 entries per input size; past ~78 sizes they evict and re-create
+        # on every image and RSS climbs (bench/memory.py, 500 photos of 294 sizes: +348 MB;
+        # with these set here +224 MB; exactly flat, at ~25 ms per image, only when both
+        # are set in the environment before Python starts: see the README).
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
+        os.environ.setdefault("LRU_CACHE_CAPACITY", "1")  # 0 crashes
     if mode == "noise":
         w, h = (size, size) if isinstance(size, int) else (size or (512, 512))
         _check_tileable_size(args, w, h)
@@ -679,7 +692,7 @@ def _run_images(args: argparse.Namespace, decoder: Decoder, files: list[Path], o
     from tqdm import tqdm  # noqa: PLC0415
 
     stems = [p.stem for p in files]
-    noise_cache: dict[tuple[int, int], Tensor] = {}
+    noise: Tensor | None = None  # the last size's noise only (a folder of many sizes must not pile them up)
     bar = tqdm(files, desc="decode", unit="img", file=sys.stderr, dynamic_ncols=True,
                disable=not progress or mode == "image")
     seconds = 0.0
@@ -689,9 +702,9 @@ def _run_images(args: argparse.Namespace, decoder: Decoder, files: list[Path], o
         _check_tileable_size(args, w, h)
         img = resize(img, w, h)
         if args.noise_weight > 0:
-            if (w, h) not in noise_cache:
-                noise_cache[(w, h)] = _make_noise(args, args.noise or "perlin", w, h)
-            img = blend_noise(img, noise_cache[(w, h)], args.noise_weight)
+            if noise is None or noise.shape[-2:] != (h, w):
+                noise = _make_noise(args, args.noise or "perlin", w, h)
+            img = blend_noise(img, noise, args.noise_weight)
         t = time.perf_counter()
         y = decoder.decode(img, tileable=args.tileable, progress=progress and mode == "image")
         seconds += time.perf_counter() - t
