@@ -1192,8 +1192,7 @@ def _run(args: argparse.Namespace) -> int:
         done = {"mdan": (targets / "DONE.json").is_file(),
                 "samples": not (cfg.sample_mdan and paths.samples) or (sample_dir / "DONE.json").is_file(),
                 "crops": crops_path.is_file()}
-        check_disk_space(outdir, estimate_disk_bytes(cfg, paths, 0 if done["crops"] else estimate_crops(cfg, paths),
-                                                     done))
+        check_disk_space(outdir, estimate_disk_bytes(cfg, paths, estimate_crops(cfg, paths), done))
         for folder in (cache, resume_dir):
             if folder is not None:
                 io.remove_stale_temps(folder)
