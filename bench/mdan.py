@@ -1,6 +1,9 @@
 """Benchmark MDAN on this machine: seconds per iteration and per 384x384 guided image.
 
-Prints a table with fp32 and bf16, the map-wise and patch-wise D, and, in the same run,
+Prints a header with the CPU kind and its conv ceiling (``bench/_common.py``), then a
+table with fp32 and bf16 (bf16 only where it is native: emulated, it is 4-44x slower),
+the map-wise and patch-wise D, each row's VGG throughput as a share of the ceiling in its
+precision, and, in the same run,
 a Gatys style transfer of the same photo by the ``pastiche`` CLI (an external peer) for
 scale. Each MDAN variant runs ``--iters`` timed iterations after 2 warm-up iterations;
 the per-image time is ``125 x`` that (``--full`` runs all 125 and times them instead).
@@ -22,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,29 +74,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=384)
     p.add_argument("--iters", type=int, default=10, help="timed iterations per variant")
     p.add_argument("--full", action="store_true", help="time all 125 iterations instead of extrapolating")
-    p.add_argument("--variants", default="fp32-maps,bf16-maps,bf16-patches")
+    p.add_argument("--variants", default=None,
+                   help="PRECISION-DINPUT,... with PRECISION fp32, bf16 or auto and DINPUT maps or patches "
+                   "(default: fp32-maps,bf16-maps,bf16-patches where bf16 is native, else fp32-maps,fp32-patches)")
     p.add_argument("--pastiche-steps", type=int, default=10, help="0 skips the pastiche peer")
     args = p.parse_args(argv)
     if not (DATA / "photo").is_dir():
         print(f"shared data not found at {DATA}", file=sys.stderr)
         return 2
+    from mgan import precision as prec
+
+    native = prec.native_bf16("cpu")
+    variants = args.variants or ("fp32-maps,bf16-maps,bf16-patches" if native else "fp32-maps,fp32-patches")
+    ceil = _common.print_header()
+    print(f"# {prec.describe('auto', 'cpu')}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size} guided, "
           f"tubingen x picasso")
+    # VGG work of one iteration: forward to relu5_1 and the input gradient back through it
+    # (about the forward's FLOPs again: the weights are frozen); D is not counted.
+    vgg_gflop = 2 * _common.vgg_gflop("relu5_1", args.size, args.size)
     rows = []
-    for variant in args.variants.split(","):
+    for variant in variants.split(","):
         precision, d_input = variant.split("-")
+        precision = prec.resolve(precision, "cpu")
         per_iter, per_image = time_mdan(precision, d_input, args.size, args.iters, args.full)
-        rows.append((f"MDAN {precision} D on {d_input}", per_iter, per_image))
+        rows.append((f"MDAN {precision} D on {d_input}", per_iter, per_image, ceil[precision]))
         print(f"  measured {variant}: {per_iter:.3f} s/iter", flush=True)
     if args.pastiche_steps:
         step, thousand, rss = time_pastiche(args.size, args.pastiche_steps)
-        rows.append((f"pastiche Gatys fp32 L-BFGS (x1000 steps, {rss:.1f} GB)", step, thousand))
+        rows.append((f"pastiche Gatys fp32 L-BFGS (x1000 steps, {rss:.1f} GB)", step, thousand, None))
     print()
-    print(f"| method | s / iteration | s / {args.size}^2 image | vs. target 30 s |")
-    print("|---|---|---|---|")
-    for name, per_iter, per_image in rows:
-        print(f"| {name} | {per_iter:.3f} | {per_image:.1f} | {per_image / 30:.2f}x |")
-    print("\nMDAN image = 125 iterations (+ setup: VGG load, 18-copy style pool); paper: ~60 s on a Titan X.")
+    print(f"| method | s / iteration | s / {args.size}^2 image | vs. target 30 s | VGG share of ceiling |")
+    print("|---|---|---|---|---|")
+    for name, per_iter, per_image, ceiling in rows:
+        print(f"| {name} | {per_iter:.3f} | {per_image:.1f} | {per_image / 30:.2f}x "
+              f"| {_common.share(vgg_gflop, per_iter, ceiling)} |")
+    print(f"\nMDAN image = 125 iterations (+ setup: VGG load, 18-copy style pool); paper: ~60 s on a Titan X. "
+          f"VGG share: {vgg_gflop:.0f} GFLOP per iteration (relu5_1 forward + input gradient, D not counted) "
+          "over the ceiling in the row's precision.")
     return 0
 
 

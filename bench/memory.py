@@ -342,12 +342,15 @@ def _subset(src: Path, dst: Path, n: int) -> Path:
 
 
 def _bench(args: argparse.Namespace, work: Path) -> int:
+    import _common
     import torch
 
     load0 = os.getloadavg()
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
           f"torch {torch.__version__}; {args.threads} thread(s) per run; load average at start "
           f"{load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
+    torch.set_num_threads(args.threads)  # the ceiling at the runs' thread count
+    _common.print_header()
     t0 = time.perf_counter()
     env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            **dict(kv.split("=", 1) for kv in args.env)}

@@ -8,8 +8,10 @@ variant runs ``--warmup`` untimed steps (oneDNN primitive creation) and reports 
 median of ``--steps`` timed steps.
 
 Part 2 (``--quick``) runs the whole ``experiments/quick.yaml`` pipeline (MDAN, crops,
-training, release) in a temporary folder and prints each stage's wall time;
-``--stages RUN_DIR`` prints them for a run that already finished.
+training, release) in a temporary folder with the precision ``auto`` picks on this CPU
+(bf16 only where native) and prints its wall time, that precision, the CPU kind and each
+stage's wall time; ``--stages RUN_DIR`` prints them for a run that already finished.
+The header line gives the CPU kind and its conv ceiling (``bench/_common.py``).
 
     python bench/train.py                                   # step table, ~5-10 min on 2 cores
     python bench/train.py --batches 16 --precisions bf16 --steps 5
@@ -29,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 epilog="example: python bench/train.py --batches 16 64 --precisions fp32 bf16")
     p.add_argument("--batches", type=int, nargs="+", default=[16, 64])
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16", "auto"],
+                   help="default: fp32 and bf16 where bf16 is native, else fp32 (emulated bf16 is 4-44x slower)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per variant (median reported)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--crop", type=int, default=128)
@@ -94,14 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.stages:
         print_stages(args.stages)
         return 0
+    from mgan import precision
+
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at start")
+    _common.print_header()
+    print(f"# {precision.describe('auto', 'cpu')}")
+    native = precision.native_bf16("cpu")
+    precisions = [precision.resolve(p, "cpu") for p in args.precisions or (["fp32", "bf16"] if native else ["fp32"])]
     if not args.no_steps:
         print(f"\nseconds per training step (D step + G step), {args.crop}x{args.crop} crops, paper-size G and D, "
               f"median of {args.steps}\n")
         print("| batch | precision | features | s/step | crops/s | cache build (s) |\n|---:|---|---|---:|---:|---:|")
         for batch in args.batches:
-            for prec in args.precisions:
+            for prec in dict.fromkeys(precisions):
                 for cache in (True, False) if not args.no_baseline else (True,):
                     sec, t_cache = time_steps(batch, prec, cache, args.steps, args.warmup, args.crop)
                     label = "cached" if cache else "encoded each step"
@@ -116,8 +126,15 @@ def main(argv: list[str] | None = None) -> int:
             if rc:
                 print(f"quick pipeline failed with exit status {rc}", file=sys.stderr)
                 return 1
-            print(f"\nquick pipeline wall time: {time.perf_counter() - t0:.0f} s")
-            print_stages(next(Path(tmp).glob("0*-quick")))
+            wall = time.perf_counter() - t0
+            run = next(Path(tmp).glob("0*-quick"))
+            from mgan.config import load_yaml
+
+            ran = load_yaml(run / "config.yaml")["train"]["precision"]  # "auto" resolved by the run
+            print(f"\nquick pipeline wall time: {wall:.0f} s ({wall / 60:.1f} min), precision {ran} "
+                  f"(auto on this CPU: {precision.cpu_kind()}, native bf16 {'yes' if native else 'no'}), "
+                  f"{torch.get_num_threads()} threads")
+            print_stages(run)
     print(f"\n# load average {os.getloadavg()[0]:.1f} at the end (other processes share these cores)")
     return 0
 

@@ -10,3 +10,20 @@ Modules, one idea each (see README):
 """
 
 __version__ = "0.1.0"
+
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"]:
+    # `python -m mgan.<cli>` is importing this package to find its module (argv[0] is "-m"
+    # only then): the CLI's imports (torch, torchvision) take seconds, and a Ctrl-C in them
+    # would print a traceback. Until mgan.cli.run takes over, Ctrl-C ends the process with
+    # one line and status 130; nothing has been written yet. Importing mgan as a library
+    # installs nothing.
+    import os as _os
+    import signal as _signal
+
+    def _interrupted_while_starting(signum: int, frame: object) -> None:
+        _os.write(2, b"interrupted\n")
+        _os._exit(130)
+
+    _signal.signal(_signal.SIGINT, _interrupted_while_starting)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mgan import cli, io, losses, patches
+from mgan import cli, io, losses, patches, precision
 from mgan.config import ConfigError, from_dict
 from mgan.data import augment, augmentations
 from mgan.gatys import RunStats, check_image_path, optimize_image, resize_longest
@@ -70,7 +70,7 @@ class CNNMRFConfig:
     chunk: int = 4096  # style patches per matching GEMM
     blend: bool = True  # average the gradients of overlapping patches
     seed: int = 0
-    precision: str = "bf16"  # VGG weights and the matching GEMMs; losses in fp32
+    precision: str = "auto"  # VGG weights and the matching GEMMs ("auto": bf16 where native); losses in fp32
     vgg_weights: str = "caffe"
 
     def validate(self) -> None:
@@ -99,8 +99,7 @@ class CNNMRFConfig:
             raise ConfigError(f"init: must be 'content' or 'noise', got {self.init!r}")
         if self.lr <= 0 or self.history_size < 1:
             raise ConfigError("lr must be > 0 and history_size >= 1")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: must be 'fp32' or 'bf16', got {self.precision!r}")
+        precision.check(self.precision)
         if self.coarsest(self.size) < self.min_side:
             raise ConfigError(
                 f"levels: the coarsest level ({self.coarsest(self.size)} px) is below {self.min_side} px, "
@@ -134,10 +133,11 @@ class CNNMRF:
         config.validate()
         self.cfg = config
         self.device = torch.device(device)
+        self.precision = precision.resolve(config.precision, self.device)
         taps = tuple(dict.fromkeys((*config.mrf_layers, config.content_layer)))
         if encoder is not None and not set(taps) <= set(encoder.layers):
             raise ValueError(f"the shared encoder lacks taps {sorted(set(taps) - set(encoder.layers))}")
-        self.encoder = (encoder or VGG19Encoder(taps, weights=config.vgg_weights, precision=config.precision)).to(
+        self.encoder = (encoder or VGG19Encoder(taps, weights=config.vgg_weights, precision=self.precision)).to(
             self.device
         )
         self.style = resize_longest(style, config.style_size).to(self.device)
@@ -285,7 +285,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-blend", action="store_true", help="sum, not average, overlapping patch gradients")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision)
+    p.add_argument("--precision", choices=precision.CHOICES, default=d.precision, help=precision.HELP)
     p.add_argument("--vgg-weights", default=d.vgg_weights)
     p.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit")
     return p
@@ -303,7 +303,7 @@ def config_from_args(args: argparse.Namespace) -> CNNMRFConfig:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    return cli.run(lambda: _run(args), interrupted="interrupted")
+    return cli.run(lambda: _run(args), args=args, interrupted="interrupted")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -311,12 +311,15 @@ def _run(args: argparse.Namespace) -> int:
     io.set_max_pixels(args.max_pixels)
     device = resolve_device(args.device)
     check_image_path(args.out)
+    io.check_outputs([("--out", args.out)], [(o, p) for o, p in (("--style", args.style), ("--content", args.content))
+                                             if p is not None])
     style = io.load_image(args.style, min_side=cfg.min_side)
     content = None
     if args.content is not None:
         content = io.load_image(args.content, max_side=cfg.size, min_side=cfg.min_side)
     h = args.height or cfg.size
     engine = CNNMRF(style, cfg, device)
+    precision.announce(cfg.precision, device)  # after the input checks: a bad input gets one error line
     img, stats = engine.run(content, size=(h, cfg.size), progress=True)
     io.save_image(img, args.out)
     print(f"wrote {args.out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "

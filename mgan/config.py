@@ -8,7 +8,9 @@ naming the key; CLIs turn it into a usage error (exit 2).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import stat
 import types
 import typing
 from pathlib import Path
@@ -69,7 +71,13 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            raise ConfigError(f"{key}: number out of range, got {value}") from None
+        if not math.isfinite(value):  # nan passes every `<= 0` check of validate(); inf is no setting
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -120,9 +128,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} must look like key=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        except RecursionError:
+            raise ConfigError(f"override {key.strip()}=...: nested too deeply") from None
+        check_size(value, f"override {key.strip()}=...")
         parts = key.strip().split(".")
         node = data
         for part in parts[:-1]:
@@ -133,23 +144,97 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+MAX_VALUES = 100_000  # values a config may expand to (aliases counted every time they are used)
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden, by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (see :class:`_Loader`)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+def check_size(data: Any, where: str, limit: int = MAX_VALUES) -> None:
+    """ConfigError if ``data`` expands to more than ``limit`` values, or refers to itself.
+
+    YAML aliases share one Python object, so a 1 kB file of nested aliases (a "billion
+    laughs") is small in memory but expands to 2^100 values for every walk over it (key
+    checks, type checks, dumps): it would run for hours. The count is memoised per
+    object, so this check itself is linear in the file.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(v: Any) -> int:
+        if not isinstance(v, (dict, list)):
+            return 1
+        if id(v) in sizes:
+            return sizes[id(v)]
+        if id(v) in active:
+            raise ConfigError(f"{where}: a YAML alias refers to itself")
+        active.add(id(v))
+        n = 1 + sum(size(x) for x in (v.values() if isinstance(v, dict) else v))
+        active.discard(id(v))
+        sizes[id(v)] = n
+        if n > limit:
+            raise ConfigError(f"{where}: expands to more than {limit} values (nested YAML aliases?); refused")
+        return n
+
     try:
-        data = yaml.safe_load(path.read_text())
+        size(data)
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply") from None
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping; errors name the file.
+
+    Refused with one line: a missing or non-regular file, more than 1 MB, a syntax
+    error, a key given twice in one mapping, aliases expanding to more than
+    :data:`MAX_VALUES` values, nesting deeper than Python's recursion limit.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        raise ConfigError(f"config file not found: {path}") from None
+    if not stat.S_ISREG(st.st_mode):  # a folder, or a pipe or device that would block or never end
+        raise ConfigError(f"config file {path} is not a regular file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {st.st_size} bytes is too large for a config file")
+    try:
+        data = safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: YAML does not parse{where}: {getattr(exc, 'problem', exc)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (YAML) file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys to values")
+    check_size(data, str(path))
     _check_keys(data, path)
     return data
 

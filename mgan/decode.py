@@ -9,10 +9,12 @@ Any size in bounded memory. The paper notes memory "can be reduced by subdividin
 input photo into blocks" but leaves it unexplored (Sec. 5: 2.5 GB for 512^2). Here the
 image is cut into tiles whose halo (:data:`HALO` px) covers the receptive field of
 VGG-to-relu4_1 (32 px, measured: features are bit-identical beyond it) plus that of
-``G`` (2 relu4_1 cells = 16 px). Each tile runs through encoder and ``G`` with plain
-zero padding, and only its halo-free core is kept, so the tiled result *is* the untiled
-decode (up to float rounding of different conv shapes): no blending is needed and no
-seam can appear. The tile side is chosen from a memory budget (``tile_memory_mb``).
+``G`` (2 relu4_1 cells = 16 px for both its upsampling modes, FS-conv and nearest-resize
+conv; computed per generator by :meth:`~mgan.generator.Generator.halo_cells`). Each tile
+runs through encoder and ``G`` with plain zero padding, and only its halo-free core is
+kept, so the tiled result *is* the untiled decode (up to float rounding of different
+conv shapes): no blending is needed and no seam can appear. The tile side is chosen
+from a memory budget (``tile_memory_mb``).
 
 Tileable textures use the same machinery: the halo is taken with wrap-around
 indexing, which equals circular padding in every conv of encoder and ``G`` (max-pool
@@ -31,6 +33,11 @@ CLI::
     python -m mgan.decode --input clip.mp4 --out clip_mgan.mp4 --size 1080x810
     python -m mgan.decode --noise perlin --size 1024 --seed 3 --out texture.png
     python -m mgan.decode --noise brown --size 512 --tileable --out tile.png
+    python -m mgan.decode --list-models
+    python -m mgan.decode --style picasso --input photo.jpg --strength 0.6 --preserve-colors --mask mask.png
+
+Decode-time controls (``--strength``, ``--preserve-colors``, ``--mask``) are per-pixel
+mixes of G's output with the photo (:mod:`mgan.controls`), so they keep tiled = untiled.
 """
 
 from __future__ import annotations
@@ -46,19 +53,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mgan import cli, io
+from mgan import cli, controls, io
+from mgan import precision as prec  # `precision` is a Decoder argument
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "picasso.safetensors"
 
 ENCODER_HALO = 32  # px: receptive-field radius of VGG-19 relu4_1 (measured, multiple of 8)
-G_HALO = 2  # relu4_1 cells: receptive-field radius of G (3x3 conv + three 4x4/2 FS-convs)
-HALO = ENCODER_HALO + 8 * G_HALO  # px kept around each tile core
-PRECISIONS = ("fp32", "bf16", "bf16-autocast")
+G_HALO = 2  # relu4_1 cells: receptive-field radius of the paper's G (Generator.halo_cells(), either upsample)
+HALO = ENCODER_HALO + 8 * G_HALO  # px kept around each tile core (Decoder.halo: from its own G)
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-autocast")
 # Peak working bytes per tile pixel beyond the output buffer, measured on CPU (channels_last,
 # full-width G, 512^2 and 1024^2 tiles: ~290 bf16, ~510 fp32) plus ~10% margin; dominated by
 # the 64-channel relu1_x maps and oneDNN reorders.
@@ -219,8 +228,9 @@ class Decoder:
         model: a released generator file (:func:`mgan.generator.save_release`) or a
             :class:`~mgan.generator.Generator` (used in eval mode; not modified).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:0"``, or a device.
-        precision: ``"bf16"`` (bf16 weights and activations: fastest on AMX/AVX-512 CPUs
-            and GPUs), ``"fp32"``, or ``"bf16-autocast"`` (fp32 weights under autocast;
+        precision: ``"auto"`` (``"bf16"`` where bf16 is native, else ``"fp32"``:
+            :mod:`mgan.precision`), ``"bf16"`` (bf16 weights and activations: fastest on
+            AMX/AVX-512-bf16 CPUs and GPUs, emulated and slow on AVX2-only CPUs), ``"fp32"``, or ``"bf16-autocast"`` (fp32 weights under autocast;
             slower than ``"bf16"``, kept for comparison).
         tile: tile core side in pixels (rounded to a multiple of 8), ``None`` for no
             tiling, or ``"auto"`` to pick it from ``tile_memory_mb``.
@@ -234,7 +244,7 @@ class Decoder:
         self,
         model: str | os.PathLike | nn.Module = DEFAULT_MODEL,
         device: str | torch.device = "auto",
-        precision: str = "bf16",
+        precision: str = "auto",
         tile: int | str | None = "auto",
         tile_memory_mb: float = DEFAULT_TILE_MEMORY_MB,
         channels_last: bool = True,
@@ -249,9 +259,11 @@ class Decoder:
             raise io.InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile >= 8)):
             raise io.InputError(f"tile must be 'auto', None or an integer >= 8, got {tile!r}")
-        if tile_memory_mb <= 0:
-            raise io.InputError(f"tile memory must be > 0 MB, got {tile_memory_mb}")
+        if not 0 < tile_memory_mb < math.inf:  # NaN fails every comparison: refused too
+            raise io.InputError(f"tile memory must be a finite number > 0 MB, got {tile_memory_mb}")
         self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+        if precision == "auto":
+            precision = prec.resolve(precision, self.device)
         if isinstance(model, Generator):
             G, self.extra = model, {}
         elif isinstance(model, nn.Module):
@@ -274,6 +286,9 @@ class Decoder:
         self.tile = (tile + 7) // 8 * 8 if isinstance(tile, int) else tile
         self.tile_memory_mb = float(tile_memory_mb)
         self.scale = G.upscale
+        # Tiles are exact only if the halo covers G's receptive field too; it depends on G's
+        # layers (upsampling mode, kernel sizes), so it is computed, not assumed.
+        self.halo = ENCODER_HALO + self.scale * G.halo_cells()
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         encoder = _encoder(cfg.encoder_layer, cfg.vgg_weights, cfg.pooling,
@@ -294,16 +309,16 @@ class Decoder:
         if isinstance(self.tile, int):
             return self.tile
         budget_px = self.tile_memory_mb * 2**20 / BYTES_PER_PIXEL[self.precision]
-        pad = 2 * HALO if tileable else 0
+        pad = 2 * self.halo if tileable else 0
         if (height + pad) * (width + pad) <= budget_px:
             return None
-        side = int(math.sqrt(budget_px)) - 2 * HALO
+        side = int(math.sqrt(budget_px)) - 2 * self.halo
         return max(64, side // 8 * 8)
 
     def plan(self, height: int, width: int, tileable: bool = False) -> tuple[list[Span], list[Span]]:
         """``(row spans, column spans)`` of the tiles for an image of this size."""
         core = self.tile_core(height, width, tileable)
-        return axis_spans(height, core, HALO, tileable), axis_spans(width, core, HALO, tileable)
+        return axis_spans(height, core, self.halo, tileable), axis_spans(width, core, self.halo, tileable)
 
     # -- decoding
 
@@ -412,17 +427,17 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def read_video(path: str | os.PathLike) -> tuple[Iterator[Tensor], Fraction, int]:
+def read_video(path: str | os.PathLike) -> tuple[VideoFrames, Fraction, int]:
     """Open a video: ``(frames, fps, frame count or 0 if unknown)``; frames are ``[1, 3, H, W]`` in ``[0, 1]``.
 
     Audio and other streams are ignored. Raises :class:`InputError` if the file cannot
-    be opened or has no video stream; the iterator raises it on a corrupt stream.
+    be opened or has no video stream, and the iterator if not one frame decodes. Each
+    frame's timestamp is kept (:class:`VideoFrames`), so a variable-frame-rate video
+    keeps its timing; frames that cannot be decoded are skipped and counted.
     """
     import av  # noqa: PLC0415
 
-    path = Path(path)
-    if not path.is_file():
-        raise io.InputError(f"video not found: {path}")
+    path = io.check_regular_file(path, "video")
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -434,18 +449,77 @@ def read_video(path: str | os.PathLike) -> tuple[Iterator[Tensor], Fraction, int
     stream.thread_type = "AUTO"  # frame/slice-threaded decoding in FFmpeg
     fps = stream.average_rate or stream.guessed_rate or Fraction(25)
     count = int(stream.frames or 0)
+    return VideoFrames(path, container, stream, Fraction(fps), count), Fraction(fps), count
 
-    def frames() -> Iterator[Tensor]:
+
+class VideoFrames:
+    """Iterator over the decoded frames of :func:`read_video`, ``[1, 3, H, W]`` in ``[0, 1]``.
+
+    After each frame, :attr:`pts` is its presentation time in :attr:`time_base` units
+    (``None`` if the file has none), for :meth:`VideoWriter.write`. Packets that fail
+    to decode (a damaged or truncated file) are skipped and counted in :attr:`lost`
+    rather than ending the video, as the timestamps keep the rest in sync;
+    :meth:`shortfall` says afterwards whether frames are missing. The container is
+    closed when the iterator is exhausted or :meth:`close` d.
+    """
+
+    def __init__(self, path: Path, container: Any, stream: Any, fps: Fraction, count: int) -> None:
+        self.path, self.fps, self.count = path, fps, count
+        self.time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
+        self.duration = container.duration / 1e6 if container.duration else None  # seconds, as announced
+        self.pts: int | None = None
+        self.decoded = 0
+        self.lost = 0
+        self._end: float | None = None  # seconds: the last decoded frame's time
+        self._gen = self._frames(container, stream)
+
+    def _frames(self, container: Any, stream: Any) -> Iterator[Tensor]:
+        import av  # noqa: PLC0415
+
+        first_error = None
         try:
-            for frame in container.decode(stream):
-                arr = frame.to_ndarray(format="rgb24")
-                yield torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        except av.FFmpegError as exc:
-            raise io.InputError(f"{path}: cannot decode video ({_first_line(exc)})") from None
+            for packet in container.demux(stream):  # the last packet is empty: it flushes the decoder
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError as exc:
+                    self.lost += 1
+                    first_error = first_error or exc
+                    continue
+                for frame in decoded:
+                    self.pts = frame.pts
+                    if frame.pts is not None:
+                        self._end = float(frame.pts * self.time_base)
+                    self.decoded += 1
+                    arr = frame.to_ndarray(format="rgb24")
+                    yield torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        except av.FFmpegError as exc:  # the container itself is unreadable from here on
+            self.lost += 1
+            first_error = first_error or exc
         finally:
             container.close()
+        if self.decoded == 0 and first_error is not None:
+            raise io.InputError(f"{self.path}: cannot decode video ({_first_line(first_error)})")
 
-    return frames(), Fraction(fps), count
+    def __iter__(self) -> VideoFrames:
+        return self
+
+    def __next__(self) -> Tensor:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop early and close the file."""
+        self._gen.close()
+
+    def shortfall(self) -> str | None:
+        """After the last frame: why the video looks incomplete (``None`` if it does not)."""
+        why = []
+        if self.count and self.decoded < self.count:
+            why.append(f"decoded {self.decoded} of the {self.count} frames its header announces")
+        elif self.duration and self._end is not None and self._end + 1.5 / float(self.fps) < self.duration:
+            why.append(f"its frames end at {self._end:.2f} s of the {self.duration:.2f} s it announces")
+        if self.lost:
+            why.append(f"{self.lost} packet{'s' * (self.lost > 1)} could not be decoded")
+        return "; ".join(why) + "; the file may be truncated or damaged" if why else None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -459,9 +533,14 @@ class VideoWriter:
     H.264 (``libx264``, CRF 18, yuv420p) when available, else MPEG-4 Part 2. Sides are
     cropped to even numbers as yuv420p needs. Nothing appears at ``path`` unless at
     least one frame was written and :meth:`close` succeeded.
+
+    Timing: with ``time_base`` (the input's, :attr:`VideoFrames.time_base`) each frame is
+    written at the ``pts`` given to :meth:`write`, so a variable frame rate and gaps
+    left by undecodable frames are kept; otherwise (or for a frame without a timestamp)
+    frames follow each other at ``fps``.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: Fraction | float) -> None:
+    def __init__(self, path: str | os.PathLike, fps: Fraction | float, time_base: Fraction | None = None) -> None:
         import av  # noqa: PLC0415
 
         self.path = Path(path)
@@ -473,21 +552,44 @@ class VideoWriter:
         self._av = av
         self.container = av.open(self._file, "w", format=fmt)
         self.fps = Fraction(fps).limit_denominator(1001 * 1000)
+        self.time_base = Fraction(time_base) if time_base else 1 / self.fps
+        self.codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self._enc_time_base = self.time_base
+        if self.codec == "mpeg4" and self.time_base.denominator > 65535:  # MPEG-4 Part 2's limit
+            self._enc_time_base = Fraction(1, 60000)
         self.stream = None
         self.frames = 0
+        self._first_pts: int | None = None
+        self._last_pts = -1
 
-    def write(self, frame: Tensor) -> None:
-        """Append one frame ``[1, 3, H, W]`` (or ``[3, H, W]``) in ``[0, 1]``."""
+    def _next_pts(self, pts: int | None) -> int:
+        """The encoder timestamp of the next frame: the input's ``pts`` relative to the first
+        frame's, else one frame period after the last; always increasing, as muxers require."""
+        if pts is not None and (self._first_pts is not None or not self.frames):
+            if self._first_pts is None:
+                self._first_pts = pts
+            t = (pts - self._first_pts) * self.time_base
+        else:  # no timestamp: one frame period after the last frame (the first at 0)
+            t = self._last_pts * self._enc_time_base + 1 / self.fps if self.frames else Fraction(0)
+        out = max(round(t / self._enc_time_base), self._last_pts + 1)
+        self._last_pts = out
+        return out
+
+    def write(self, frame: Tensor, pts: int | None = None) -> None:
+        """Append one frame ``[1, 3, H, W]`` (or ``[3, H, W]``) in ``[0, 1]``, shown at ``pts``
+        (in ``time_base`` units of the input; ``None``: one frame period after the last)."""
+        io.check_finite_image(frame, self.path)
         arr = io.to_uint8(frame)
         h, w = arr.shape[0] // 2 * 2, arr.shape[1] // 2 * 2
         arr = arr[:h, :w]
         if self.stream is None:
-            codec = "libx264" if "libx264" in self._av.codecs_available else "mpeg4"
-            self.stream = self.container.add_stream(codec, rate=self.fps)
+            self.stream = self.container.add_stream(self.codec, rate=self.fps)
             self.stream.width, self.stream.height, self.stream.pix_fmt = w, h, "yuv420p"
-            if codec == "libx264":
+            self.stream.time_base = self.stream.codec_context.time_base = self._enc_time_base
+            if self.codec == "libx264":
                 self.stream.options = {"crf": "18"}
         vf = self._av.VideoFrame.from_ndarray(arr, format="rgb24")
+        vf.pts, vf.time_base = self._next_pts(pts), self._enc_time_base
         self.container.mux(self.stream.encode(vf))
         self.frames += 1
 
@@ -522,14 +624,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="unguided synthesis from this noise; with --input, the noise blended by --noise-weight")
     src.add_argument("--noise-weight", type=float, default=0.0,
                      help="blend this much noise into the input before encoding (0 = photo, 1 = pure noise)")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"released generator (default {DEFAULT_MODEL})")
+    p.add_argument("--model", type=Path, default=None,
+                   help=f"a released generator file (default: the bundled {DEFAULT_MODEL.stem}; see --style)")
+    _add_zoo_and_control_args(p)
     p.add_argument("--out", type=Path,
                    help="output image / folder / video (default decode_out.png, decode_out/, decode_out.mp4)")
     p.add_argument("--size", help="N: longest side (square for noise; default 512 for noise, input size otherwise); WxH: exact")
     p.add_argument("--seed", type=int, default=0, help="noise seed: same seed, same texture")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
-                   help="bf16 weights and activations (fast) or fp32")
+    p.add_argument("--precision", choices=prec.CHOICES, default="auto",
+                   help="bf16 weights and activations (fast where native) or fp32; " + prec.HELP)
     p.add_argument("--tileable", action="store_true",
                    help="seamlessly wrapping output (periodic noise, circular padding); sides must be multiples of 8")
     p.add_argument("--tile", default="auto", help="tile core side in px, 'auto' (by --tile-memory) or 'off'")
@@ -546,7 +650,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save-noise", type=Path, help="also save the noise image that is decoded (noise mode)")
     p.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit of input images")
     p.add_argument("--dry-run", action="store_true", help="check inputs, model and output, print the plan, decode nothing")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, no precision line")
     return p
 
 
@@ -617,16 +721,91 @@ def _check_tileable_size(args: argparse.Namespace, w: int, h: int) -> None:
         raise io.InputError(f"--tileable needs sides that are multiples of 8, got {w}x{h}")
 
 
+def _check_target(args: argparse.Namespace, w: int, h: int, what: Path | str) -> None:
+    """Refuse an output size ``w x h`` that cannot be decoded, naming the input (or option)
+    ``what``: sides below 8 px, sides a tileable decode cannot wrap, or more pixels than
+    the decompression-bomb guard allows an input (``--max-pixels``), since decoding
+    holds several float copies of the image."""
+    if min(w, h) < 8:
+        raise io.InputError(f"{what}: the output would be {w}x{h} (--size {args.size}); each side must be at least 8 px")
+    if args.tileable and (w % 8 or h % 8):
+        raise io.InputError(f"{what}: --tileable needs sides that are multiples of 8, the output would be {w}x{h}")
+    if w * h > io.max_pixels():
+        raise io.InputError(f"{what}: the output would be {w}x{h} = {w * h} pixels, above the limit of "
+                            f"{io.max_pixels()}; lower --size, or raise --max-pixels if memory allows")
+
+
+def _check_no_clobber(args: argparse.Namespace, out: Path, files: list[Path], names: list[str]) -> None:
+    """:func:`mgan.io.check_outputs` for this run: no output over an input, no two outputs one file."""
+    inputs = [("--model", args.model)] + [("--input", p) for p in [args.input, *files] if p is not None]
+    if args.mask is not None:
+        inputs.append(("--mask", args.mask))
+    outputs = [("--out", out)] + [("--out", out / name) for name in names]
+    if args.save_noise is not None:
+        outputs.append(("--save-noise", args.save_noise))
+    io.check_outputs(outputs, inputs)
+
+
+# -- model zoo and decode-time controls (mgan.zoo, mgan.controls) ---------------------------
+
+
+def _add_zoo_and_control_args(p: argparse.ArgumentParser) -> None:
+    z = p.add_argument_group("bundled models (mgan.zoo)")
+    z.add_argument("--style", help="a bundled model by name, e.g. picasso (--list-models shows them)")
+    z.add_argument("--list-models", action="store_true", help="print the bundled models (name, painter, size, licence)")
+    c = p.add_argument_group("controls (need a photo: --input; see mgan/controls.py)")
+    c.add_argument("--strength", type=float, default=None,
+                   help="style strength a in [0, 1]: a * stylised + (1 - a) * photo (default 1)")
+    c.add_argument("--preserve-colors", action="store_true",
+                   help="keep the photo's colours: the output's luminance with the photo's chroma (YIQ)")
+    c.add_argument("--mask", type=Path, help="greyscale image: stylise where white, keep the photo where black")
+
+
+def _list_models() -> int:
+    from mgan import zoo  # noqa: PLC0415
+
+    lines = zoo.listing()
+    print("\n".join(lines) if lines else f"no bundled models in {zoo.ASSETS}")
+    return 0
+
+
+def _model_arg(args: argparse.Namespace) -> Path:
+    """The generator file: ``--model FILE``, ``--style NAME`` (bundled), or the default."""
+    if args.style is not None and args.model is not None:
+        raise io.InputError("give --style NAME (a bundled model) or --model FILE, not both")
+    if args.style is not None:
+        from mgan import zoo  # noqa: PLC0415
+
+        return zoo.resolve(args.style)
+    return args.model if args.model is not None else DEFAULT_MODEL
+
+
+def _controls_arg(args: argparse.Namespace, mode: str) -> controls.Controls:
+    """The :class:`mgan.controls.Controls` of the command line; the mask is read now, so a bad
+    one is reported before any decoding."""
+    wanted = [flag for flag, on in (("--strength", args.strength is not None),
+                                    ("--preserve-colors", args.preserve_colors),
+                                    ("--mask", args.mask is not None)) if on]
+    if wanted and mode == "noise":
+        raise io.InputError(f"{', '.join(wanted)} mix the output with a photo; give --input (noise decoding has none)")
+    mask = controls.load_mask(args.mask) if args.mask is not None else None
+    strength = 1.0 if args.strength is None else args.strength
+    return controls.Controls(strength=strength, preserve_colors=args.preserve_colors, mask=mask)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    return cli.run(lambda: _run(args), interrupted="interrupted; finished outputs are kept")
+    return cli.run(lambda: _run(args), args=args, interrupted="interrupted; finished outputs are kept")
 
 
 SHAPE_CACHE_LIMIT = 64  # distinct input sizes in a folder beyond which torch's conv caches are turned off
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.list_models:
+        return _list_models()
+    args.model = _model_arg(args)  # resolved once; everything below reads args.model
     _validate(args)
     io.set_max_pixels(args.max_pixels)
     size = parse_size(args.size)
@@ -645,9 +824,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.save_noise is not None:
         _check_out(args.save_noise, "image")
     files = io.list_images(args.input) if mode == "folder" else []
+    names = io.output_names(files)  # distinct output names, decided before any work
+    _check_no_clobber(args, out, files, names)
     shapes = set()
-    for p in files:  # headers only: a bad image is reported before any work starts
+    for p in files or ([args.input] if mode == "image" else []):
+        # headers only: a bad image, or one whose output size cannot be decoded, is
+        # reported (by name) before any work starts
         w, h = target_size(*io.probe_image(p, min_side=8), size)
+        _check_target(args, w, h, p)
         shapes.add((-(-w // 8), -(-h // 8)))
     if len(shapes) > SHAPE_CACHE_LIMIT:
         # torch's CPU conv caches (ideep's LRU and oneDNN's primitive cache, 1024 entries
@@ -657,24 +841,34 @@ def _run(args: argparse.Namespace) -> int:
         # are set in the environment before Python starts: see the README).
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
         os.environ.setdefault("LRU_CACHE_CAPACITY", "1")  # 0 crashes
+    ctl = _controls_arg(args, mode)
     if mode == "noise":
         w, h = (size, size) if isinstance(size, int) else (size or (512, 512))
-        _check_tileable_size(args, w, h)
+        _check_target(args, w, h, "--size")
     decoder = Decoder(args.model, device=args.device, precision=args.precision, tile=tile,
                       tile_memory_mb=args.tile_memory, compile=args.compile)
     progress = not args.quiet
     if args.dry_run:
         what = {"noise": f"{args.noise} noise", "folder": f"{len(files)} images"}.get(mode, str(args.input))
-        print(f"dry run: would decode {what} with {args.model} on {decoder.device} ({args.precision}) into {out}")
+        print(f"dry run: would decode {what} with {args.model} on {decoder.device} ({decoder.precision}) into {out}")
         return 0
     if mode == "noise":
         return _run_noise(args, decoder, out, w, h, progress)
     if mode == "video":
-        return _run_video(args, decoder, out, size, progress)
-    return _run_images(args, decoder, [args.input] if mode == "image" else files, out, mode, size, progress)
+        return _run_video(args, decoder, out, size, progress, ctl)
+    return _run_images(args, decoder, [args.input] if mode == "image" else files, out, mode, size, progress, ctl,
+                       names)
+
+
+def _announce(args: argparse.Namespace, decoder: Decoder, progress: bool) -> None:
+    """The precision line, where the progress output starts: an input that fails before then
+    gets its one error line alone; ``--quiet`` prints neither."""
+    if progress:
+        prec.announce(args.precision, decoder.device)
 
 
 def _run_noise(args: argparse.Namespace, decoder: Decoder, out: Path, w: int, h: int, progress: bool) -> int:
+    _announce(args, decoder, progress)
     t0 = time.perf_counter()
     x = _make_noise(args, args.noise, w, h)
     t1 = time.perf_counter()
@@ -688,72 +882,82 @@ def _run_noise(args: argparse.Namespace, decoder: Decoder, out: Path, w: int, h:
 
 
 def _run_images(args: argparse.Namespace, decoder: Decoder, files: list[Path], out: Path, mode: str,
-                size: tuple[int, int] | int | None, progress: bool) -> int:
+                size: tuple[int, int] | int | None, progress: bool, ctl: controls.Controls | None = None,
+                names: list[str] | None = None) -> int:
     from tqdm import tqdm  # noqa: PLC0415
 
-    stems = [p.stem for p in files]
+    names = names or io.output_names(files)
+    written: set[Path] = set()
     noise: Tensor | None = None  # the last size's noise only (a folder of many sizes must not pile them up)
+    _announce(args, decoder, progress)
     bar = tqdm(files, desc="decode", unit="img", file=sys.stderr, dynamic_ncols=True,
                disable=not progress or mode == "image")
     seconds = 0.0
-    for p in bar:
+    for p, name in zip(bar, names, strict=True):
         img = io.load_image(p, min_side=8)
         w, h = target_size(img.shape[-1], img.shape[-2], size)
         _check_tileable_size(args, w, h)
-        img = resize(img, w, h)
+        img = photo = resize(img, w, h)  # the controls mix with the photo, not its noise blend
         if args.noise_weight > 0:
             if noise is None or noise.shape[-2:] != (h, w):
                 noise = _make_noise(args, args.noise or "perlin", w, h)
             img = blend_noise(img, noise, args.noise_weight)
         t = time.perf_counter()
         y = decoder.decode(img, tileable=args.tileable, progress=progress and mode == "image")
+        if ctl is not None:
+            y = controls.apply(y, photo, ctl)
         seconds += time.perf_counter() - t
-        if mode == "image":
-            target = out
-        else:
-            name = p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
-            target = out / f"{name}.png"
+        target = out if mode == "image" else out / name
         io.save_image(y, target)
+        written.add(target)
     if mode == "image":
         print(f"wrote {out} ({w}x{h}, decode {seconds:.2f} s)")
     else:
-        print(f"wrote {len(files)} images to {out}/ (decode {seconds:.2f} s in all)")
+        print(f"wrote {len(written)} images to {out}/ (decode {seconds:.2f} s in all)")
     return 0
 
 
 def _run_video(args: argparse.Namespace, decoder: Decoder, out: Path, size: tuple[int, int] | int | None,
-               progress: bool) -> int:
+               progress: bool, ctl: controls.Controls | None = None) -> int:
     from tqdm import tqdm  # noqa: PLC0415
 
     frames, fps, count = read_video(args.input)
-    writer = VideoWriter(out, fps)
+    writer = VideoWriter(out, fps, frames.time_base)  # each frame keeps its input timestamp
     noise_img = None
     decode_s = 0.0
     t_start = time.perf_counter()
     ok = False
+    _announce(args, decoder, progress)
     try:
         bar = tqdm(frames, total=count or None, desc="frames", unit="frame", file=sys.stderr,
                    dynamic_ncols=True, disable=not progress)
         for frame in bar:
             w, h = target_size(frame.shape[-1], frame.shape[-2], size)
             w, h = w // 2 * 2, h // 2 * 2  # yuv420p
-            _check_tileable_size(args, w, h)
-            frame = resize(frame, w, h)
+            if writer.frames == 0:  # before anything is written: the frame size is known now
+                _check_target(args, w, h, args.input)
+            frame = photo = resize(frame, w, h)
             if args.noise_weight > 0:
                 if noise_img is None or noise_img.shape[-2:] != (h, w):  # fixed noise across frames
                     noise_img = _make_noise(args, args.noise or "perlin", w, h)
                 frame = blend_noise(frame, noise_img, args.noise_weight)
             t = time.perf_counter()
             y = decoder.decode(frame, tileable=args.tileable)
+            if ctl is not None:
+                y = controls.apply(y, photo, ctl)
             decode_s += time.perf_counter() - t
-            writer.write(y)
+            writer.write(y, frames.pts)
         if writer.frames == 0:
             raise io.InputError(f"{args.input}: video has no frames")
         ok = True
     finally:
+        frames.close()
         writer.close(ok=ok)
     total_s = time.perf_counter() - t_start
     n = writer.frames
+    shortfall = frames.shortfall()
+    if shortfall:  # the frames that decoded are written at their own times, so the rest stays in sync
+        print(f"note: {args.input}: {shortfall}; wrote the {n} frames that decoded", file=sys.stderr)
     print(f"wrote {out} ({n} frames {w}x{h} at {float(fps):.3g} fps): decode {n / decode_s:.2f} frames/s, "
           f"{n / total_s:.2f} frames/s with video I/O")
     return 0

@@ -17,6 +17,11 @@ photo, all resized to one evaluation size and seen through one fp32 VGG-19:
   which ignores patch energy: faint, washed-out outputs do not score well on it for
   merely being faint.
 * **content distance**: ``||Phi(out) - Phi(photo)||^2 / ||Phi(photo)||^2`` on relu4_1.
+* **checkerboard**: :func:`mgan.metrics.checkerboard_score` of the output at its own
+  resolution (before resizing, which would move an 8 px period off the pixel grid): dB by
+  which the spectrum at multiples of 1/8 cycle per pixel stands above its neighbourhood,
+  the 8 px pattern of a fractional-strided G; photos score about 0 to 1 dB. Left out for
+  outputs under 64 px a side.
 * **time** per image, when the method folder holds a ``times.json`` (``{stem: seconds}``).
 
 ``--generate`` first produces the outputs with this package's engines (reduced iterations
@@ -27,6 +32,8 @@ CLI::
 
     python -m mgan.evaluate --style picasso.jpg --photos a.jpg b.jpg c.jpg \\
         --generate mdan,mgan,gatys,cnnmrf,perceptual --perceptual-checkpoint RUN/final.pt --out eval/
+    python -m mgan.evaluate --style picasso.jpg --photos a.jpg b.jpg --generate texture_nets \\
+        --texture-nets-checkpoint RUN/final.pt --out eval/
     python -m mgan.evaluate --style picasso.jpg --photo-dir photos/ --method mdan=mdan_out/ --out eval/
 """
 
@@ -40,20 +47,24 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mgan import cli, io, losses, patches
+from mgan import cli, io, losses, metrics, patches, precision
 from mgan.config import ConfigError
 from mgan.gatys import resize_longest
 from mgan.mdan import resolve_device
 from mgan.vgg import VGG19Encoder
 
-METHODS = ("mdan", "mgan", "gatys", "cnnmrf", "perceptual")  # page column order
+if TYPE_CHECKING:  # a baseline is imported only when its method is asked for
+    from mgan.texture_nets import PyramidGenerator, TextureNetsConfig
+
+METHODS = ("mdan", "mgan", "gatys", "cnnmrf", "perceptual", "texture_nets")  # page column order
 LABELS = {"photo": "photo (input)", "mdan": "MDAN", "mgan": "MGAN", "gatys": "Gatys", "cnnmrf": "CNNMRF",
-          "perceptual": "Perceptual (Johnson)"}
+          "perceptual": "Perceptual (Johnson)", "texture_nets": "Texture Networks (Ulyanov)"}
 SWD_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 COHERENCE_LAYER = "relu3_1"
 CONTENT_LAYER = "relu4_1"
@@ -72,6 +83,7 @@ class EvalConfig:
     cnnmrf_iterations: int = 40  # L-BFGS per pyramid level, 3 levels (original: 100)
     mdan_iterations: int = 125  # as the paper
     seed: int = 0
+    precision: str = "auto"  # of the engines that generate outputs ("auto": bf16 where native); scoring is fp32
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
@@ -85,6 +97,7 @@ class EvalConfig:
         for name in ("gatys_iterations", "cnnmrf_iterations", "mdan_iterations"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0")
+        precision.check(self.precision)
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -158,10 +171,27 @@ class Scorer:
             with torch.no_grad():
                 pf = self.encoder(ref.to(self.device), [CONTENT_LAYER])[CONTENT_LAYER].float()
             row["content"] = float((feats[CONTENT_LAYER] - pf).pow(2).sum() / pf.pow(2).sum().clamp_min(1e-12))
+        if min(output.shape[-2:]) >= metrics.CHECKERBOARD_MIN_SIDE:  # on the output's own pixel grid
+            row["checkerboard"] = metrics.checkerboard_score(output)
         return row
 
 
 # ---------------------------------------------------------------------------- generation
+
+
+TEXTURE_NETS_NEEDED = ("--generate texture_nets needs --texture-nets-checkpoint RUN/final.pt (train one with "
+                       "python -m mgan.texture_nets train --mode style --style STYLE --data PHOTOS)")
+
+
+def _texture_nets_model(path: Path) -> tuple[PyramidGenerator, TextureNetsConfig]:
+    """A style-mode Texture Networks generator and its config; InputError for a texture-mode one."""
+    from mgan import texture_nets  # noqa: PLC0415
+
+    net, tcfg = texture_nets.load_model(path)
+    if tcfg.mode != "style":
+        raise io.InputError(f"--texture-nets-checkpoint {path}: a texture-mode generator takes no photo; "
+                            "train one with --mode style")
+    return net, tcfg
 
 
 def _find_output(folder: Path, stem: str) -> Path | None:
@@ -200,6 +230,8 @@ def generate(
     perceptual_checkpoint: Path | None = None,
     mgan_model: Path | None = None,
     progress: bool = True,
+    texture_nets_checkpoint: Path | None = None,
+    mdan_warmup: list[Path] | None = None,
 ) -> tuple[Path, str]:
     """Stylise ``photos`` with one method into ``out_dir/<method>/<stem>.png`` (+ ``times.json``).
 
@@ -212,15 +244,16 @@ def generate(
     times = _read_times(folder)
     todo = [p for p in photos if _find_output(folder, p.stem) is None]
     style_img = resize_longest(style, cfg.style_size)
+    prec = precision.resolve(cfg.precision, device)  # what the engines below will resolve "auto" to
     note = ""
     engine = None
     if method == "gatys":
         from mgan.gatys import Gatys, GatysConfig  # noqa: PLC0415
 
         gcfg = GatysConfig(size=cfg.size, style_size=cfg.style_size, iterations=cfg.gatys_iterations,
-                           precision="bf16", seed=cfg.seed)
+                           precision=cfg.precision, seed=cfg.seed)
         note = (f"L-BFGS {gcfg.iterations} iterations from the photo (neural-style: 1000), content relu4_2 x5, "
-                f"style relu1_1-5_1 x100, bf16 VGG, {cfg.size} px")
+                f"style relu1_1-5_1 x100, {prec} VGG, {cfg.size} px")
         if todo:
             engine = Gatys(style_img, gcfg, device)
 
@@ -230,9 +263,9 @@ def generate(
         from mgan.cnnmrf import CNNMRF, CNNMRFConfig  # noqa: PLC0415
 
         ccfg = CNNMRFConfig(size=cfg.size, style_size=cfg.style_size, iterations=cfg.cnnmrf_iterations,
-                            seed=cfg.seed)
+                            seed=cfg.seed, precision=cfg.precision)
         note = (f"3 levels x {ccfg.iterations} L-BFGS iterations (original: 3 x 100), MRF relu3_1+relu4_1, "
-                f"content relu4_2 x20, bf16, {cfg.size} px")
+                f"content relu4_2 x20, {prec}, {cfg.size} px")
         if todo:
             engine = CNNMRF(style_img, ccfg, device)
 
@@ -241,11 +274,16 @@ def generate(
     elif method == "mdan":
         from mgan.mdan import MDAN, MDANConfig  # noqa: PLC0415
 
-        mcfg = MDANConfig(size=cfg.size, style_size=cfg.style_size, iterations=cfg.mdan_iterations, seed=cfg.seed)
-        note = (f"{mcfg.iterations} iterations per photo, D carried over from photo to photo (no warm-up set), "
-                f"bf16, {cfg.size} px")
+        mcfg = MDANConfig(size=cfg.size, style_size=cfg.style_size, iterations=cfg.mdan_iterations, seed=cfg.seed,
+                          precision=cfg.precision)
+        warm = mdan_warmup or []
+        note = (f"{mcfg.iterations} iterations per photo, D carried over from photo to photo"
+                f"{f' after warm-up on {len(warm)} photos' if warm else ' (no warm-up set)'}, {prec}, {cfg.size} px")
         if todo:
             engine = MDAN(style_img, mcfg, device)
+            for p in warm:  # batch mode's warm-up: D learns the style on these first (outputs discarded)
+                engine.synthesize(io.load_image(p, max_side=cfg.size, multiple=8, min_side=mcfg.min_side),
+                                  progress=progress, desc=f"warm-up {p.name}")
 
         def run(photo: Tensor) -> Tensor:
             return engine.synthesize(photo, progress=progress)[0]
@@ -261,15 +299,28 @@ def generate(
                 f"batch {pcfg.batch_size}; {perceptual_checkpoint}")
 
         def run(photo: Tensor) -> Tensor:
-            return perceptual.apply(net, photo, device)
+            return perceptual.apply(net, photo, device, cfg.precision)
+    elif method == "texture_nets":
+        from mgan import texture_nets  # noqa: PLC0415
+
+        if texture_nets_checkpoint is None:
+            raise io.InputError(TEXTURE_NETS_NEEDED)
+        tnet, tcfg = _texture_nets_model(texture_nets_checkpoint)
+        step = io.load_checkpoint(texture_nets_checkpoint).get("step", "?")
+        note = (f"one forward pass (noise seed {cfg.seed}) of a pyramid generator trained {step} steps "
+                f"(texture_nets: 50k) on {tcfg.image_size} px crops, batch {tcfg.batch_size}, {tcfg.norm} norm; "
+                f"{texture_nets_checkpoint}")
+
+        def run(photo: Tensor) -> Tensor:
+            return texture_nets.stylize(tnet, tcfg, photo, cfg.seed, device, cfg.precision)
     elif method == "mgan":
         from mgan.decode import DEFAULT_MODEL, Decoder  # noqa: PLC0415
 
         model = mgan_model or DEFAULT_MODEL
         if not Path(model).is_file():
             raise FileNotFoundError(str(model))
-        decoder = Decoder(model, device=device, precision="bf16")
-        note = f"feed-forward decode with {model} (bf16)"
+        decoder = Decoder(model, device=device, precision=cfg.precision)
+        note = f"feed-forward decode with {model} ({prec})"
 
         def run(photo: Tensor) -> Tensor:
             return decoder.decode(photo)
@@ -298,6 +349,10 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def _fmt_db(x: float | None) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.1f}"  # photos vary by ~1 dB: more digits are noise
+
+
 def _fmt_time(x: float | None) -> str:
     if x is None:
         return "n/a"
@@ -318,12 +373,13 @@ def table(summary: dict[str, dict[str, float]]) -> str:
     """Markdown table of the per-method means (lower is closer / more coherent)."""
     short = [k.replace("relu", "r") for k in SWD_LAYERS]
     head = ["method", *[f"SWD {s}" for s in short], "SWD mean", "Gram dist", "patch coh.", "patch NCC", "content",
-            "time/img"]
+            "checker. dB", "time/img"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, row in summary.items():
         cells = [LABELS.get(method, method), *[_fmt(row.get(f"swd_{k}")) for k in SWD_LAYERS],
                  _fmt(row.get("swd_mean")), _fmt(row.get("gram")), _fmt(row.get("coherence")),
-                 _fmt(row.get("coherence_ncc")), _fmt(row.get("content")), _fmt_time(row.get("seconds"))]
+                 _fmt(row.get("coherence_ncc")), _fmt(row.get("content")), _fmt_db(row.get("checkerboard")),
+                 _fmt_time(row.get("seconds"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -414,6 +470,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="existing outputs named <photo stem>.<ext> (optional times.json); repeatable")
     p.add_argument("--generate", default="", help=f"comma-separated methods to run first: {','.join(METHODS)}")
     p.add_argument("--perceptual-checkpoint", type=Path, help="a perceptual run's final.pt (for --generate perceptual)")
+    p.add_argument("--texture-nets-checkpoint", type=Path,
+                   help="a style-mode texture_nets run's final.pt (for --generate texture_nets)")
     p.add_argument("--mgan-model", type=Path, help="released generator (default assets/picasso.safetensors)")
     p.add_argument("--size", type=int, default=d.size, help="longest side of generated outputs")
     p.add_argument("--eval-size", type=int, default=d.eval_size, help="longest side for scoring")
@@ -422,8 +480,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gatys-iterations", type=int, default=d.gatys_iterations)
     p.add_argument("--cnnmrf-iterations", type=int, default=d.cnnmrf_iterations, help="per pyramid level")
     p.add_argument("--mdan-iterations", type=int, default=d.mdan_iterations)
+    p.add_argument("--mdan-warmup-dir", type=Path, help="--generate mdan: warm D up on these photos first, as "
+                   "batch mode does (e.g. data/imagenet100/initial); outputs discarded")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=precision.CHOICES, default=d.precision,
+                   help="of the engines run by --generate (scoring is fp32); " + precision.HELP)
     p.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit")
     return p
 
@@ -431,14 +493,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    return cli.run(lambda: _run(args), interrupted="interrupted; finished outputs are kept and reused on the next run")
+    return cli.run(lambda: _run(args), args=args, interrupted="interrupted; finished outputs are kept and reused on the next run")
 
 
 def _run(args: argparse.Namespace) -> int:
     io.set_max_pixels(args.max_pixels)
     cfg = EvalConfig(size=args.size, eval_size=args.eval_size, style_size=args.style_size,
                      projections=args.projections, gatys_iterations=args.gatys_iterations,
-                     cnnmrf_iterations=args.cnnmrf_iterations, mdan_iterations=args.mdan_iterations, seed=args.seed)
+                     cnnmrf_iterations=args.cnnmrf_iterations, mdan_iterations=args.mdan_iterations, seed=args.seed,
+                     precision=args.precision)
     cfg.validate()
     device = resolve_device(args.device)
     wanted = [m.strip() for m in args.generate.split(",") if m.strip()]
@@ -452,8 +515,15 @@ def _run(args: argparse.Namespace) -> int:
             raise io.InputError(f"--method {name}={folder}: folder not found")
     photos = args.photos if args.photos else io.list_images(args.photo_dir)
     for p in photos:
-        if not p.is_file():
-            raise io.InputError(f"photo not found: {p}")
+        io.check_regular_file(p, "photo")
+    stems = [p.stem for p in photos]
+    if len(set(stems)) != len(stems):  # outputs and scores are keyed by the stem
+        dup = next(s for s in stems if stems.count(s) > 1)
+        raise io.InputError(f"two photos share the name {dup!r}; give photos with distinct names")
+    inputs = [("--style", args.style), *[("--photos", p) for p in photos], *[("--method", f) for _, f in args.method]]
+    if args.photo_dir is not None:
+        inputs.append(("--photo-dir", args.photo_dir))
+    io.check_outputs([("--out", args.out), *[("--out", args.out / m) for m in wanted]], inputs)
     style = io.load_image(args.style, min_side=16)
     io.check_writable(args.out)
     if "perceptual" in wanted and args.perceptual_checkpoint is None:
@@ -463,14 +533,23 @@ def _run(args: argparse.Namespace) -> int:
         from mgan.perceptual import load_model  # noqa: PLC0415
 
         load_model(args.perceptual_checkpoint)  # fail now, not after an hour of other methods
+    if "texture_nets" in wanted:
+        if args.texture_nets_checkpoint is None:
+            raise io.InputError(TEXTURE_NETS_NEEDED)
+        _texture_nets_model(args.texture_nets_checkpoint)  # fail now, as above
+    warmup = io.list_images(args.mdan_warmup_dir) if args.mdan_warmup_dir is not None and "mdan" in wanted else []
     columns: dict[str, Path | None] = {}
     notes: dict[str, str] = {}
+    if wanted:  # after the input checks: a bad input gets one error line
+        precision.announce(cfg.precision, device)
     for m in METHODS:
         if m not in wanted:
             continue
         try:
             columns[m], notes[m] = generate(m, photos, style, args.out, cfg, device,
-                                            args.perceptual_checkpoint, args.mgan_model)
+                                            args.perceptual_checkpoint, args.mgan_model,
+                                            texture_nets_checkpoint=args.texture_nets_checkpoint,
+                                            mdan_warmup=warmup)
         except FileNotFoundError as exc:
             columns[m], notes[m] = None, f"left out: no released generator at {exc} (not trained yet)"
             print(f"note: MGAN column left out, {exc} does not exist", file=sys.stderr)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mgan import cli, io, losses
+from mgan import cli, io, losses, precision
 from mgan.config import ConfigError, from_dict
 from mgan.mdan import resolve_device
 from mgan.vgg import LAYER_INDEX, VGG19Encoder
@@ -75,7 +75,7 @@ class GatysConfig:
     levels: int = 1  # coarse-to-fine levels; level k runs at size / 2^(levels-1-k)
     preserve_colors: bool = False  # keep the photo's colours (YUV chrominance)
     seed: int = 0
-    precision: str = "fp32"  # VGG weights: "fp32" or "bf16" (losses always in fp32)
+    precision: str = "auto"  # VGG weights: "auto" (bf16 where native: mgan.precision), "fp32", "bf16"; losses in fp32
     vgg_weights: str = "caffe"
 
     def validate(self) -> None:
@@ -114,8 +114,7 @@ class GatysConfig:
             raise ConfigError(f"levels: must be in 1..5, got {self.levels}")
         if self.size // 2 ** (self.levels - 1) < 16:
             raise ConfigError(f"levels: {self.levels} levels make the coarsest side < 16 px at size {self.size}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: must be 'fp32' or 'bf16', got {self.precision!r}")
+        precision.check(self.precision)
 
 
 @dataclass
@@ -252,11 +251,12 @@ class Gatys:
         config.validate()
         self.cfg = config
         self.device = torch.device(device)
+        self.precision = precision.resolve(config.precision, self.device)
         taps = tuple(dict.fromkeys((*config.style_layers, config.content_layer)))
         if encoder is not None and not set(taps) <= set(encoder.layers):
             raise ValueError(f"the shared encoder lacks taps {sorted(set(taps) - set(encoder.layers))}")
         self.encoder = (encoder or VGG19Encoder(
-            taps, weights=config.vgg_weights, pooling=config.pooling, precision=config.precision
+            taps, weights=config.vgg_weights, pooling=config.pooling, precision=self.precision
         )).to(self.device)
         self.style = resize_longest(style, config.style_size).to(self.device)
         self._grams: dict[float, dict[str, Tensor]] = {}
@@ -405,7 +405,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preserve-colors", action="store_true", help="keep the photo's colours")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision)
+    p.add_argument("--precision", choices=precision.CHOICES, default=d.precision, help=precision.HELP)
     p.add_argument("--vgg-weights", default=d.vgg_weights)
     p.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit")
     return p
@@ -428,7 +428,7 @@ def config_from_args(args: argparse.Namespace) -> GatysConfig:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    return cli.run(lambda: _run(args), interrupted="interrupted")
+    return cli.run(lambda: _run(args), args=args, interrupted="interrupted")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -436,12 +436,15 @@ def _run(args: argparse.Namespace) -> int:
     io.set_max_pixels(args.max_pixels)
     device = resolve_device(args.device)
     check_image_path(args.out)
+    io.check_outputs([("--out", args.out)], [(o, p) for o, p in (("--style", args.style), ("--content", args.content))
+                                             if p is not None])
     style = io.load_image(args.style, min_side=16)
     content = io.load_image(args.content, max_side=cfg.size, min_side=16) if args.content else None
     engine = Gatys(style, cfg, device)
     h = args.height or cfg.size
     if h < 16:
         raise io.InputError(f"--height must be >= 16, got {h}")
+    precision.announce(cfg.precision, device)  # after the input checks: a bad input gets one error line
     img, stats = engine.run(content, size=(h, cfg.size), progress=True)
     io.save_image(img, args.out)
     print(f"wrote {args.out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "

@@ -12,6 +12,18 @@ convolutions". Layers, as in the original code (nf = 64):
 It is fully convolutional, so it decodes any size. Outputs in ``[-1, 1]`` map to
 RGB ``[0, 1]`` via :meth:`Generator.to_image`.
 
+Upsampling (``GeneratorConfig.upsample``): ``"deconv"`` is the paper's fractional-strided
+4x4/2 convolution above. Each of its four output phases (even/odd row x column) has its
+own 2x2 sub-kernel, so a constant input gives a 2-periodic output unless training
+happens to equalise the four sub-kernels' sums; three stacked give the 8 px checkerboard
+seen in decodes (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
+``"resize"`` replaces every FS-conv by a nearest-neighbour x2 upsample and a 3x3 conv
+with the same widths, BN, ReLU and Tanh (Odena et al.'s resize-convolution): every
+output phase then sums the same nine weights, so a flat input decodes flat whatever the
+weights. Nearest rather than bilinear: Odena et al. report their best results with it,
+and it keeps G's receptive field (:meth:`Generator.halo_cells`) at the deconv's 2 cells,
+so decode's tiling halo is unchanged.
+
 Released generators are small ``safetensors`` files whose metadata holds the
 generator's config (JSON) and a format tag, loadable without pickle.
 """
@@ -22,12 +34,17 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
+from mgan.config import from_dict
 from mgan.discriminator import dcgan_init_
 
 RELEASE_FORMAT = "mgan-generator-v1"
+MAX_WIDTH = 4096  # channels of one layer of G (the paper's widest is 512)
+MAX_UPSAMPLINGS = 4  # x2 steps of G (relu1_x..relu5_x are at 1/1..1/16)
 
 
 @dataclass
@@ -39,19 +56,55 @@ class GeneratorConfig:
     encoder_layer: str = "relu4_1"
     vgg_weights: str = "caffe"
     pooling: str = "max"
+    # x2 upsampling: the paper's fractional-strided 4x4/2 conv, or nearest x2 then 3x3 conv.
+    # Releases written before this key existed load as "deconv" (the default).
+    upsample: Literal["deconv", "resize"] = "deconv"
+
+    def validate(self) -> None:
+        """ConfigError naming the key for a config no G can be built or run from.
+
+        Checked before anything is allocated (a release's metadata is untrusted input):
+        a VGG-19 conv/relu encoder layer whose channels are ``in_channels``, one to
+        :data:`MAX_UPSAMPLINGS` widths in ``[1, MAX_WIDTH]`` giving the layer's upsampling.
+        """
+        from mgan.config import ConfigError  # noqa: PLC0415
+        from mgan.vgg import LAYER_INDEX, layer_scale  # noqa: PLC0415
+
+        layer = self.encoder_layer
+        if layer not in LAYER_INDEX or not layer.startswith(("relu", "conv")):
+            raise ConfigError(f"encoder_layer: not a VGG-19 conv/relu layer: {layer!r}")
+        if not 1 <= len(self.channels) <= MAX_UPSAMPLINGS or not all(1 <= c <= MAX_WIDTH for c in self.channels):
+            raise ConfigError(f"channels: must be 1 to {MAX_UPSAMPLINGS} widths in [1, {MAX_WIDTH}], "
+                              f"got {list(self.channels)[:8]}")
+        if layer_scale(layer) != 2 ** len(self.channels):
+            raise ConfigError(f"channels: {len(self.channels)} widths give x{2 ** len(self.channels)} upsampling "
+                              f"but {layer} is at 1/{layer_scale(layer)}")
+        width = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[int(layer[4])]
+        if self.in_channels != width:
+            raise ConfigError(f"in_channels: {layer} has {width} channels, got {self.in_channels}")
+        if self.pooling not in ("max", "avg"):
+            raise ConfigError(f"pooling: must be 'max' or 'avg', got {self.pooling!r}")
+
+
+UPSAMPLE_MODES = ("deconv", "resize")
 
 
 class Generator(nn.Module):
     """Decoder G: relu4_1 features ``[N, 512, h, w]`` -> image ``[N, 3, 8h, 8w]`` in ``[-1, 1]``.
 
     Args:
-        config: widths; ``channels[0]`` is the first 3x3 conv, then one FS-conv per
-            remaining width, then the final FS-conv to RGB (three x2 upsamplings).
+        config: widths; ``channels[0]`` is the first 3x3 conv, then one x2 upsampling
+            layer per remaining width, then the final one to RGB (three x2 upsamplings),
+            each a FS-conv (``upsample="deconv"``) or nearest x2 + 3x3 conv (``"resize"``).
     """
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         super().__init__()
         self.config = config or GeneratorConfig()
+        if self.config.upsample not in UPSAMPLE_MODES:
+            from mgan.config import ConfigError  # noqa: PLC0415
+
+            raise ConfigError(f"model.upsample: must be one of {list(UPSAMPLE_MODES)}, got {self.config.upsample!r}")
         c = self.config.channels
         layers: list[nn.Module] = [
             nn.Conv2d(self.config.in_channels, c[0], 3, 1, 1, bias=False),
@@ -59,11 +112,49 @@ class Generator(nn.Module):
             nn.ReLU(True),
         ]
         for cin, cout in zip(c[:-1], c[1:], strict=True):
-            layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(c[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
+            layers += [*self._up(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]
+        layers += [*self._up(c[-1], 3), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.upscale = 2 ** len(c)
         dcgan_init_(self)
+
+    def _up(self, cin: int, cout: int) -> list[nn.Module]:
+        """One x2 upsampling conv ``[N, cin, h, w]`` -> ``[N, cout, 2h, 2w]`` (no BN or activation).
+
+        The deconv list has the same modules in the same order as before ``upsample``
+        existed, so its parameter names (``net.3.weight`` ...) and seeded initialisation
+        are unchanged and old releases load bit for bit.
+        """
+        if self.config.upsample == "deconv":
+            return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)]
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=False)]
+
+    def halo_cells(self) -> int:
+        """Receptive-field radius of G in input cells: an output pixel in cell ``i`` reads input
+        cells ``i - r ... i + r`` only (``r`` = 2 for both upsampling modes of the paper's G).
+
+        Computed exactly by walking the layers backwards from each of the ``upscale``
+        output phases of one cell with the index interval every layer reads; decode's
+        tiling halo (:mod:`mgan.decode`) is built from it.
+        """
+        radius = 0
+        for phase in range(self.upscale):
+            lo, hi = phase, phase  # output pixel interval, in the current layer's input pixels below
+            for m in reversed(self.net):
+                if isinstance(m, nn.ConvTranspose2d):  # out o = s*i - p + k, k < K
+                    (k,), (s,), (p,) = m.kernel_size[:1], m.stride[:1], m.padding[:1]
+                    lo, hi = -((-(lo + p - k + 1)) // s), (hi + p) // s
+                elif isinstance(m, nn.Conv2d):  # out o reads in o*s - p + k
+                    (k,), (s,), (p,), (d,) = m.kernel_size[:1], m.stride[:1], m.padding[:1], m.dilation[:1]
+                    lo, hi = lo * s - p, hi * s - p + d * (k - 1)
+                elif isinstance(m, nn.Upsample):
+                    if m.mode != "nearest" or m.scale_factor != 2:
+                        raise ValueError(f"halo_cells: unsupported upsampling {m}")
+                    lo, hi = lo // 2, hi // 2
+                elif not isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.Tanh)):
+                    raise ValueError(f"halo_cells: unsupported layer {type(m).__name__}")
+            radius = max(radius, -lo, hi)
+        return radius
 
     def forward(self, feat: Tensor) -> Tensor:
         """``[N, C_in, h, w]`` -> ``[N, 3, h * 2^k, w * 2^k]`` in ``[-1, 1]`` (k = 3 by default)."""
@@ -75,10 +166,12 @@ class Generator(nn.Module):
         return (y.float() + 1) / 2
 
 
-def save_release(G: Generator, path: str | os.PathLike, extra: dict | None = None, half: bool = True) -> Path:
+def save_release(G: Generator, path: str | os.PathLike, extra: dict | None = None, half: bool = True,
+                 card: dict | None = None) -> Path:
     """Write G as a ``safetensors`` file (fp16 by default) with its config in the metadata.
 
     BatchNorm running statistics are included (``num_batches_tracked`` dropped).
+    ``card`` is the model card (:mod:`mgan.zoo`), stored as JSON under ``"card"``.
     """
     from safetensors.torch import save  # noqa: PLC0415
 
@@ -92,6 +185,8 @@ def save_release(G: Generator, path: str | os.PathLike, extra: dict | None = Non
     meta = {"format": RELEASE_FORMAT, "config": json.dumps(asdict(G.config))}
     if extra:
         meta["extra"] = json.dumps(extra)
+    if card:
+        meta["card"] = json.dumps(card)
     data = save(sd, metadata=meta)
     path = Path(path)
     with atomic_write(path) as f:
@@ -107,11 +202,9 @@ def load_release(path: str | os.PathLike) -> tuple[Generator, dict]:
     from safetensors import SafetensorError  # noqa: PLC0415
     from safetensors.torch import load  # noqa: PLC0415
 
-    from mgan.io import InputError  # noqa: PLC0415
+    from mgan.io import InputError, check_regular_file  # noqa: PLC0415
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"generator file not found: {path}")
+    path = check_regular_file(path, "generator file")
     raw = path.read_bytes()
     try:
         sd = load(raw)
@@ -124,14 +217,23 @@ def load_release(path: str | os.PathLike) -> tuple[Generator, dict]:
     if meta.get("format") != RELEASE_FORMAT:
         raise InputError(f"{path}: not an mgan generator (metadata format {meta.get('format')!r})")
     try:
-        cfg = json.loads(meta["config"])
-        cfg["channels"] = tuple(cfg["channels"])
-        G = Generator(GeneratorConfig(**cfg))
-        G.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
-        missing = set(G.state_dict()) - set(sd) - {k for k in G.state_dict() if k.endswith("num_batches_tracked")}
+        # types, layer names and widths (GeneratorConfig.validate) before anything is built
+        cfg = from_dict(GeneratorConfig, json.loads(meta["config"]), prefix="config.")
+        with torch.device("meta"):  # the shapes the config implies, without allocating them
+            want = {k: tuple(v.shape) for k, v in Generator(cfg).state_dict().items()
+                    if not k.endswith("num_batches_tracked")}
+        missing = sorted(set(want) - set(sd))
         if missing:
-            raise RuntimeError(f"missing {sorted(missing)[:2]}")
-    except (KeyError, TypeError, json.JSONDecodeError, RuntimeError) as exc:
+            raise RuntimeError(f"missing {missing[:2]}")
+        wrong = next((k for k in want if tuple(sd[k].shape) != want[k]), None)
+        if wrong is not None:
+            raise RuntimeError(f"{wrong} is {list(sd[wrong].shape)}, the config makes it {list(want[wrong])}")
+        extra = json.loads(meta["extra"]) if "extra" in meta else {}
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # ValueError: bad JSON or config value
         raise InputError(f"{path}: generator does not match its config ({str(exc).splitlines()[0][:160]})") from None
-    extra = json.loads(meta["extra"]) if "extra" in meta else {}
+    broken = next((k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if broken is not None:  # it would decode every image to black
+        raise InputError(f"{path}: weight {broken} holds NaN or infinite values; the generator is broken")
+    G = Generator(cfg)
+    G.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
     return G.eval(), extra

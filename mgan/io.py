@@ -11,10 +11,11 @@ import contextlib
 import io as _io
 import os
 import re
+import stat
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from torch import Tensor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb guard; raise with --max-pixels
+TEMP_MARKER = "mgan-tmp-"  # in every atomic_write temp file name, and in no name mgan did not write
 
 
 class InputError(ValueError):
@@ -37,6 +39,11 @@ def set_max_pixels(limit: int | None) -> None:
 
 
 set_max_pixels(None)
+
+
+def max_pixels() -> int:
+    """The decompression-bomb guard now in force (pixels); CLIs also bound their outputs by it."""
+    return int(Image.MAX_IMAGE_PIXELS or DEFAULT_MAX_PIXELS)
 
 
 _NOTED: set[tuple[str, str]] = set()  # (file, mode) pairs already reported by _note_conversion
@@ -55,21 +62,44 @@ def _note_conversion(path: Path, mode: str, how: str = "") -> None:
     print(f"note: {path}: converted {mode} to RGB{how}", file=sys.stderr)
 
 
+def _value_range(arr: np.ndarray, mode: str, path: Path) -> tuple[float, float, bool]:
+    """``(lo, hi, widened)``: the range that maps to black..white for a 16/32-bit integer or float image.
+
+    The mode's nominal range, widened to include every value the file holds: ``[0, 1]``
+    for float (``F``), ``[0, 65535]`` for 16-bit, and ``[0, 255]`` or ``[0, 65535]`` for
+    32-bit integer (``I``, which Pillow also uses for 8- and 16-bit data) by its largest
+    value. So ordinary files keep their absolute levels (a dark 16-bit photo stays dark),
+    and signed or wider data (``[-1, 1]`` floats, int32 counts) is mapped linearly by
+    its real extent instead of being clipped into black or white (``widened``: the
+    nominal range did not hold every value).
+    """
+    if not np.isfinite(arr).all():
+        raise InputError(f"{path}: {mode} image holds NaN or infinite pixel values")
+    amin, amax = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if mode == "F":
+        nominal = 1.0
+    elif mode.startswith("I;16") or amax > 255:
+        nominal = 65535.0
+    else:
+        nominal = 255.0
+    lo, hi = min(0.0, amin), max(nominal, amax)
+    return lo, hi, (lo, hi) != (0.0, nominal)
+
+
 def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB; 16-bit and float modes are rescaled, alpha dropped on white.
+    """Convert any PIL mode to 8-bit RGB; 16/32-bit and float modes are rescaled, alpha dropped on white.
 
     Every conversion prints one ``note:`` line (:func:`_note_conversion`).
     """
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        _note_conversion(path, mode, " (rescaled to 8 bits)")
+    if mode.startswith("I;16") or mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        if mode == "F":
-            hi = max(float(arr.max()), 1e-8) if arr.max() > 1 else 1.0
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        lo, hi, widened = _value_range(arr, mode, path)
+        how = f" (rescaled from its value range [{lo:g}, {hi:g}] to 8 bits)" if widened else " (rescaled to 8 bits)"
+        _note_conversion(path, mode, how)
+        arr = np.clip((arr - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         _note_conversion(path, mode, " (alpha composited on white)")
@@ -80,13 +110,34 @@ def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
+def _article(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """InputError unless ``path`` is an existing regular file (symlinks followed); returns it.
+
+    Opening a FIFO blocks until something writes to it, and a device can be endless:
+    mgan reads from regular files only, and says so in one line instead of hanging.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"expected {_article(what)} file, got a folder: {path}")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file (a pipe, socket or device); give a file")
+    return path
+
+
 @contextlib.contextmanager
 def _reading(path: Path) -> Iterator[None]:
     """Turn everything that can go wrong while opening or decoding ``path`` into one InputError."""
-    if not path.exists():
-        raise InputError(f"image not found: {path}")
-    if path.is_dir():
-        raise InputError(f"expected an image file, got a folder: {path}")
+    check_regular_file(path, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -98,6 +149,8 @@ def _reading(path: Path) -> Iterator[None]:
         ) from None
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image file (or an unsupported format)") from None
+    except InputError:  # already one line naming the file (a ValueError, not to be wrapped below)
+        raise
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: cannot decode image ({exc}); the file may be truncated or corrupt") from None
 
@@ -181,13 +234,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # the writer's PID is in the name, so remove_stale_temps can tell a killed writer's leftovers
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        # the marker and the writer's PID are in the name, so remove_stale_temps can tell a
+        # killed mgan writer's leftovers from anyone else's files
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{TEMP_MARKER}{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         _blame(exc, path)
         raise
     try:
         with os.fdopen(fd, mode) as f:
+            # mkstemp creates 0600; give what open() would: the old file's mode, else
+            # 0666 & ~umask (file systems without modes, e.g. vfat, refuse: keep theirs)
+            with contextlib.suppress(OSError):
+                os.fchmod(f.fileno(), _new_file_mode(path))
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -198,6 +256,26 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
         if isinstance(exc, OSError):
             _blame(exc, path)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (``os.umask`` sets as it reads)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: Path) -> int:
+    """Permission bits for a file written to ``path``: an existing file keeps its own, a new
+    one gets ``0666 & ~umask`` as a plain ``open(path, "w")`` would give it."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def _blame(exc: OSError, path: Path) -> None:
@@ -216,11 +294,20 @@ def save_image(x: Tensor, path: str | os.PathLike) -> Path:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{path}: unknown image extension {path.suffix!r}")
+    check_finite_image(x, path)
     buf = _io.BytesIO()
     Image.fromarray(to_uint8(x), "RGB").save(buf, format=fmt)
     with atomic_write(path) as f:
         f.write(buf.getvalue())
     return path
+
+
+def check_finite_image(x: Tensor, path: str | os.PathLike) -> None:
+    """FloatingPointError if ``x`` holds NaN or inf: clamped and rounded it would be written as
+    a plausible black image (NaN weights, a diverged optimisation), so nothing is written."""
+    if not bool(torch.isfinite(x).all()):
+        raise FloatingPointError(f"{path}: the result holds NaN or infinite values (diverged, or NaN/inf "
+                                 "weights or options); nothing written")
 
 
 def save_checkpoint(obj: dict, path: str | os.PathLike) -> Path:
@@ -249,9 +336,7 @@ def describe_load_error(exc: BaseException) -> str:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint with ``weights_only=True``; any failure is one clear InputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint not found: {path}")
+    path = check_regular_file(path, "checkpoint")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the file is refused or loaded anyway
@@ -268,10 +353,78 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
+    for p in files:  # a pipe, device or broken link named like an image: refused, not skipped
+        check_regular_file(p, "image")
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {folder}")
     return files
+
+
+def output_names(files: Sequence[Path], suffix: str = ".png") -> list[str]:
+    """One distinct output file name per input file, decided before any work (folder batches).
+
+    ``photo.jpg -> photo.png``; inputs whose stems collide keep their extension
+    (``a.jpg -> a_jpg.png``, ``a.png -> a_png.png``); a name that is still taken (by
+    an input whose own stem is ``a_png``, say) gets ``_2``, ``_3`` ... in input order.
+    Names are compared case-insensitively, as on macOS and Windows file systems, where
+    ``A.png`` and ``a.png`` are one file. Deterministic for a given list, so a resumed
+    batch maps every input to the same output.
+    """
+    stems = [p.stem.casefold() for p in files]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    unique = [counts[stem] == 1 for stem in stems]
+    taken = {(p.stem + suffix).casefold() for p, u in zip(files, unique, strict=True) if u}  # plain names first
+    names = []
+    for p, u in zip(files, unique, strict=True):
+        if u:
+            names.append(p.stem + suffix)
+            continue
+        base = f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+        name, k = base + suffix, 1
+        while name.casefold() in taken:
+            k += 1
+            name = f"{base}_{k}{suffix}"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def _file_key(path: Path) -> tuple:
+    """What identifies a file: its inode when it exists (hard links, symlinks, ``..``), else its absolute path."""
+    try:
+        st = path.stat()
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.normcase(os.path.abspath(path)))
+
+
+def check_outputs(outputs: Iterable[tuple[str, Path]], inputs: Iterable[tuple[str, Path]]) -> None:
+    """The no-clobber rule of every CLI, checked before any work: InputError (one line) if an
+    output would be written over one of the run's inputs, or two outputs are one file.
+
+    Args:
+        outputs: ``(option, path)`` of every file the run will write (``("--out", out.png)``).
+        inputs: ``(option, path)`` of every file (or folder) it reads; a folder given as
+            both input and output (``--input DIR --out DIR``) is refused as a whole, as its
+            outputs would mix with the inputs and a rerun would read them back.
+    """
+    read = {}
+    for option, path in inputs:
+        read.setdefault(_file_key(Path(path)), (option, path))
+    written: dict[tuple, tuple[str, Path]] = {}
+    for option, path in outputs:
+        key = _file_key(Path(path))
+        if key in read:
+            what, src = read[key]
+            kind = "folder" if Path(path).is_dir() else "file"
+            raise InputError(f"{option} {path} is the input {kind} ({what} {src}); mgan never writes over its "
+                             "inputs: choose another output")
+        if key in written:
+            raise InputError(f"{written[key][0]} and {option} both name {path}; give them different names")
+        written[key] = (option, path)
 
 
 def check_writable(folder: str | os.PathLike) -> Path:
@@ -286,7 +439,9 @@ def check_writable(folder: str | os.PathLike) -> Path:
     return folder
 
 
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_write's temp files: .NAME.PID.XXXXXXXX.tmp
+# atomic_write's temp files: .NAME.mgan-tmp-PID.XXXXXXXX.tmp (XXXXXXXX from mkstemp); the
+# marker keeps the cleanup off temp-looking files that other programs wrote
+_TEMP_NAME = re.compile(r"^\..+\." + re.escape(TEMP_MARKER) + r"(\d+)\.[a-z0-9_]{8}\.tmp$")
 
 
 def _alive(pid: int) -> bool:
@@ -299,18 +454,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temp files that writers killed mid-:func:`atomic_write` left below ``folder``.
+def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temp files that mgan writers killed mid-:func:`atomic_write` left in ``folder``.
 
-    A temp file is stale when the process named in it (``.NAME.PID.XXXXXXXX.tmp``) is no
-    longer running on this machine; files of live writers (other ranks, other jobs) are
-    left alone. Returns the files removed.
+    Only names :func:`atomic_write` makes (``.NAME.mgan-tmp-PID.XXXXXXXX.tmp``) are
+    considered, and only when the process named in it is no longer running on this
+    machine; files of live writers (other ranks, other jobs) and every other file are
+    left alone. ``recursive`` also searches subfolders: for folders mgan owns (a run's
+    stage cache), never for a user's ``--out``. Returns the files removed.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     gone = []
-    for p in folder.rglob(".*.tmp"):
+    for p in (folder.rglob if recursive else folder.glob)(f".*.{TEMP_MARKER}*.tmp"):
         m = _TEMP_NAME.match(p.name)
         if m and p.is_file() and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
             with contextlib.suppress(FileNotFoundError):

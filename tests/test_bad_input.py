@@ -231,6 +231,222 @@ CASES: dict[str, tuple[Case, str]] = {
 }
 
 
+# ----------------------------------------------------------------------------- issue #15: nothing lost, nothing silent
+
+
+def _release(path: Path, nan: bool = False, sd: dict | None = None, **config) -> Path:
+    """A tiny generator file whose metadata config is ``GeneratorConfig`` with ``config`` over it
+    (any JSON, valid or not), optionally with a NaN weight."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from mgan.generator import RELEASE_FORMAT, Generator, GeneratorConfig
+
+    G = Generator(GeneratorConfig(channels=(16, 8, 8)))
+    weights = {k: v.half().contiguous() for k, v in G.state_dict().items() if not k.endswith("num_batches_tracked")}
+    if nan:
+        weights["net.0.weight"][0, 0, 0, 0] = float("nan")
+    meta = {"format": RELEASE_FORMAT, "config": json.dumps({"in_channels": 512, "channels": [16, 8, 8],
+                                                             "encoder_layer": "relu4_1", "vgg_weights": "caffe",
+                                                             "pooling": "max", **config})}
+    save_file(sd if sd is not None else weights, str(path), metadata=meta)
+    return path
+
+
+def _fifo(path: Path) -> Path:
+    """A named pipe. If mgan ever opened it (and blocked, waiting for a writer), a writer
+    turns up after 10 s and closes at once, so a regression fails the test instead of hanging it."""
+    import threading
+    import time
+
+    os.mkfifo(path)
+
+    def unblock() -> None:
+        end = time.monotonic() + 60
+        time.sleep(10)
+        while time.monotonic() < end:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO while nobody reads
+                return
+            except OSError:
+                time.sleep(0.2)
+
+    threading.Thread(target=unblock, daemon=True).start()
+    return path
+
+
+def _video(path: Path, frames: int = 2, side: int = 32) -> Path:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=12)
+        s.width, s.height, s.pix_fmt = side, side, "yuv420p"
+        for i in range(frames):
+            arr = np.full((side, side, 3), 40 * i, np.uint8)
+            c.mux(s.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+        c.mux(s.encode(None))
+    return path
+
+
+def _train_data(t: Path, bad: Callable[[Path], Path] | None = None) -> str:
+    """A data folder (style, two training photos, one of them ``bad``) and a config naming it."""
+    _png(_mkdir(t / "data") / "style.png", 64, 64)
+    _png(_mkdir(t / "data" / "train") / "p.png", 64, 64)
+    if bad is not None:
+        bad(t / "data" / "train" / "q.jpg")
+    return (f"name: x\ndata_root: {t / 'data'}\nstyle: style.png\nwarmup_photos: null\ntrain_photos: train\n"
+            "sample_photos: null\n")
+
+
+def _d_state(path: Path, **fields) -> Path:
+    torch.save({"D": {"conv.weight": torch.zeros(4, 4, 3, 3)}, **fields}, path)
+    return path
+
+
+def _hardlink(t: Path) -> tuple:
+    src = _png(t / "a.png")
+    os.link(src, t / "b.png")
+    return (*_decode(t, src, out="b.png")[:2], src)
+
+
+def _symlink(t: Path) -> tuple:
+    src = _png(t / "a.png")
+    (t / "sub").mkdir()
+    (t / "sub" / "b.png").symlink_to(src)
+    return (*_decode(t, src, out="sub/b.png")[:2], src)
+
+
+BOMB = "".join(f"{k}: &{k} [{', '.join([f'*{p}' for _ in range(10)] if p else ['x'] * 10)}]\n"
+               for p, k in zip(["", *"abcdefgh"], "abcdefghi", strict=True))  # 10^9 values from 800 bytes
+
+CASES.update({
+    # an output never replaces an input (refused before any work)
+    "out-is-input-decode": (lambda t: (*_decode(t, _png(t / "a.png"), out="a.png")[:2], t / "a.png"),
+                            "is the input file (--input"),
+    "out-is-input-folder-decode": (
+        lambda t: (decode.main, ["--input", str(_folder(t / "in", "b.png", _png)), "--out", str(t / "in"),
+                                 "--device", "cpu"], t / "in" / "a.png"), "is the input folder"),
+    "out-hard-link-to-input-decode": (_hardlink, "is the input file"),
+    "out-symlink-to-input-decode": (_symlink, "is the input file"),
+    "out-is-content-dir-mdan": (
+        lambda t: (mdan.main, [*MDAN_FAST, "--content-dir", str(_folder(t / "in", "b.png", _png)), "--out",
+                               str(t / "in")], t / "in" / "a.png"), "is the input folder (--content-dir"),
+    "out-is-style-mdan": (lambda t: (mdan.main, [*MDAN_FAST, "--style", str(_png(t / "s.png", 64, 64)), "--out",
+                                                 str(t / "s.png")], t / "s.png"), "is the input file (--style"),
+    "save-d-is-d-init-mdan": (lambda t: (*_mdan(t, "--d-init", str(t / "d.pt"), "--save-d", str(t / "d.pt"))[:2],
+                                         t / "d.pt"), "--save-d"),
+    "save-noise-is-out-decode": (
+        lambda t: (decode.main, ["--noise", "perlin", "--size", "32", "--out", str(t / "o.png"), "--save-noise",
+                                 str(t / "o.png"), "--device", "cpu", "--quiet"], t / "o.png"), "both name"),
+    "out-is-content-gatys": (
+        lambda t: (__import__("mgan.gatys", fromlist=["main"]).main,
+                   ["--style", str(_png(t / "s.png")), "--content", str(_png(t / "c.png")), "--out", str(t / "c.png"),
+                    "--device", "cpu"], t / "c.png"),
+        "is the input file (--content"),
+    "out-is-content-cnnmrf": (
+        lambda t: (__import__("mgan.cnnmrf", fromlist=["main"]).main,
+                   ["--style", str(_png(t / "s.png")), "--content", str(_png(t / "c.png")), "--out", str(t / "c.png"),
+                    "--device", "cpu"], t / "c.png"),
+        "is the input file (--content"),
+    # no hangs: YAML aliases, pipes; no allocation from a file's claims
+    "yaml-alias-bomb": (lambda t: _train(t, BOMB), "expands to more than"),
+    "yaml-alias-bomb-override": (
+        lambda t: (train.main, [str(_yaml(t / "exp.yaml", "name: x\n")), "--dry-run", "--outdir", str(t / "runs"),
+                                "--set", "name={" + ", ".join(BOMB.splitlines()) + "}"],
+                   t / "runs" / "kept.txt"), "expands to more than"),
+    "yaml-recursive-alias": (lambda t: _train(t, "a: &a [*a]\n"), "refers to itself"),
+    "yaml-duplicate-key": (lambda t: _train(t, "name: x\ntrain:\n  lr: 0.1\n  lr: 0.2\n"), "duplicate key 'lr'"),
+    "yaml-nested-too-deep": (lambda t: _train(t, "x: " + "[" * 3000 + "]" * 3000 + "\n"), "nested too deeply"),
+    "fifo-input-decode": (lambda t: _decode(t, _fifo(t / "pipe.png")), "not a regular file"),
+    "fifo-in-folder-decode": (lambda t: _decode_folder(t, _folder(t / "in", "b.png", _fifo)), "b.png: not a regular file"),
+    "fifo-config-train": (lambda t: (train.main, [str(_fifo(t / "exp.yaml")), "--dry-run", "--outdir", str(t / "runs")],
+                                     t / "runs" / "kept.txt"), "not a regular file"),
+    "fifo-d-init-mdan": (lambda t: _mdan(t, "--d-init", str(_fifo(t / "d.pt"))), "not a regular file"),
+    "fifo-model-decode": (lambda t: _decode(t, _png(t / "a.png"), "--model", str(_fifo(t / "g.safetensors"))),
+                          "not a regular file"),
+    "fifo-video-decode": (lambda t: _decode(t, _fifo(t / "clip.mp4"), out="out.mp4"), "not a regular file"),
+    "generator-huge-channels": (
+        lambda t: _decode(t, _png(t / "a.png"), "--model", str(_release(t / "g.safetensors", channels=[10**9, 8, 8]))),
+        "channels: must be 1 to 4 widths"),
+    "generator-channels-beyond-its-weights": (
+        lambda t: _decode(t, _png(t / "a.png"), "--model",
+                          str(_release(t / "g.safetensors", channels=[4096, 4096, 4096]))), "the config makes it"),
+    # one line, not a traceback
+    "generator-bad-encoder-layer": (
+        lambda t: _decode(t, _png(t / "a.png"), "--model", str(_release(t / "g.safetensors", encoder_layer="relu9_9"))),
+        "encoder_layer"),
+    "generator-bad-pooling": (
+        lambda t: _decode(t, _png(t / "a.png"), "--model", str(_release(t / "g.safetensors", pooling="median"))),
+        "pooling"),
+    "generator-empty-channels": (
+        lambda t: _decode(t, _png(t / "a.png"), "--model", str(_release(t / "g.safetensors", channels=[]))),
+        "channels"),
+    "generator-channels-wrong-type": (
+        lambda t: _decode(t, _png(t / "a.png"), "--model", str(_release(t / "g.safetensors", channels="wide"))),
+        "channels: expected a list"),
+    "generator-in-channels-mismatch": (
+        lambda t: _decode(t, _png(t / "a.png"), "--model", str(_release(t / "g.safetensors", in_channels=256))),
+        "in_channels"),
+    "option-size-huge-decode": (lambda t: _decode(t, _png(t / "a.png"), "--size", "100000"), "above the limit"),
+    "option-size-huge-noise": (
+        lambda t: (decode.main, ["--noise", "perlin", "--size", "100000", "--out", str(t / "o.png"), "--device", "cpu"],
+                   t / "o.png"), "--size: the output would be 100000x100000"),
+    "option-size-huge-video": (lambda t: _decode(t, _video(t / "clip.avi"), "--size", "100000", out="out.mp4"),
+                               "clip.avi: the output would be"),
+    "option-tile-memory-nan": (lambda t: _decode(t, _png(t / "a.png"), "--tile-memory", "nan"),
+                               "--tile-memory: must be a finite number"),
+    "option-lr-nan-mdan": (lambda t: _mdan(t, "--lr", "nan"), "--lr: must be a finite number"),
+    "option-tv-weight-inf-mdan": (lambda t: _mdan(t, "--tv-weight", "inf"), "--tv-weight: must be a finite number"),
+    "option-style-size-huge-mdan": (lambda t: _mdan(t, "--style-size", "20000"), "--style-size"),
+    "option-content-weight-nan-gatys": (
+        lambda t: (__import__("mgan.gatys", fromlist=["main"]).main,
+                   ["--style", str(_png(t / "s.png")), "--content-weight", "nan", "--out", str(t / "o.png"),
+                    "--device", "cpu"], t / "o.png"),
+        "--content-weight: must be a finite number"),
+    "yaml-lr-nan": (lambda t: _train(t, "train:\n  lr: .nan\n"), "train.lr: must be a finite number"),
+    "yaml-weight-inf": (lambda t: _train(t, "mdan:\n  tv_weight: .inf\n"), "mdan.tv_weight: must be a finite"),
+    "yaml-float-overflow": (lambda t: _train(t, "train:\n  lr: 1.0e+400\n"), "train.lr: must be a finite"),
+    "override-lr-nan": (
+        lambda t: (train.main, [str(_yaml(t / "exp.yaml", "name: x\n")), "--dry-run", "--outdir", str(t / "runs"),
+                                "--set", "train.lr=.nan"], t / "runs" / "kept.txt"), "train.lr: must be a finite"),
+    "yaml-perceptual-nan": (lambda t: _perceptual(t, "content_weight: .nan\n"), "must be a finite number"),
+    "dry-run-non-image-among-photos-train": (lambda t: _train(t, _train_data(t, lambda p: _yaml(p, "no picture\n"))),
+                                             "q.jpg: not an image"),
+    "dry-run-tiny-photo-train": (lambda t: _train(t, _train_data(t, lambda p: _png(p, 4, 4))), "q.jpg: image is too small"),
+    "d-init-wrong-field-type": (lambda t: _mdan(t, "--d-init", str(_d_state(t / "d.pt", images_done="many"))),
+                                "field 'images_done' must be int"),
+    "d-init-weights-not-a-mapping": (lambda t: _mdan(t, "--d-init", str(_d_state(t / "d.pt", D=[1, 2]))), "field 'D'"),
+    "d-init-done-not-names": (lambda t: _mdan(t, "--d-init", str(_d_state(t / "d.pt", done=[1, 2]))), "field 'done'"),
+    # NaN never becomes a black image
+    "generator-nan-weights": (
+        lambda t: _decode(t, _png(t / "a.png"), "--model", str(_release(t / "g.safetensors", nan=True))),
+        "holds NaN or infinite values"),
+    "d-init-nan-weights": (
+        lambda t: _mdan(t, "--d-init", str(_d_state(t / "d.pt", D={"conv.weight": torch.full((4, 4, 3, 3), float("nan"))}))),
+        "holds NaN or infinite values"),
+    "float-tiff-nan-pixels": (
+        lambda t: _decode(t, _tiff(t / "nan.tif", np.full((32, 32), np.nan, np.float32))), "NaN or infinite pixel"),
+    # late failures become early ones, naming the file
+    "undecodable-size-in-folder-decode": (
+        lambda t: (decode.main, ["--input", str(_folder(t / "in", "b.png", lambda p: _png(p, 400, 12))), "--out",
+                                 str(t / "outs"), "--size", "100", "--device", "cpu"], t / "outs" / "a.png"),
+        "b.png: the output would be 100x3"),
+    "untileable-size-in-folder-decode": (
+        lambda t: (decode.main, ["--input", str(_folder(t / "in", "b.png", lambda p: _png(p, 36, 36))), "--out",
+                                 str(t / "outs"), "--tileable", "--device", "cpu"], t / "outs" / "a.png"),
+        "b.png: --tileable needs sides that are multiples of 8"),
+    "save-d-is-a-folder-mdan": (lambda t: _mdan(t, "--save-d", str(_mkdir(t / "Ds"))), "--save-d"),
+    "out-is-a-folder-mdan": (lambda t: (mdan.main, [*MDAN_FAST, "--out", str(_mkdir(t / "o.png"))], t / "kept.png"),
+                             "is a folder"),
+})
+
+
+def _tiff(path: Path, arr: np.ndarray) -> Path:
+    Image.fromarray(arr).save(path)
+    return path
+
+
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_bad_input_one_error_line(case, tmp_path, capsys):
     build, message = CASES[case]

@@ -128,13 +128,13 @@ def test_mdan_batch_killed_resumes_without_redoing_photos(tmp_path):
 
 def test_stale_temp_files_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / "sub" / f".x.png.{int(dead.stdout)}.abcd1234.tmp"
-    live = tmp_path / f".y.pt.{os.getppid()}.abcd1234.tmp"  # our parent: alive
+    stale = tmp_path / "sub" / f".x.png.{io.TEMP_MARKER}{int(dead.stdout)}.abcd1234.tmp"
+    live = tmp_path / f".y.pt.{io.TEMP_MARKER}{os.getppid()}.abcd1234.tmp"  # our parent: alive
     other = tmp_path / ".notes.tmp"  # not ours
     for p in (stale, live, other):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("x")
-    assert io.remove_stale_temps(tmp_path) == [stale]
+    assert io.remove_stale_temps(tmp_path, recursive=True) == [stale]
     assert live.is_file() and other.is_file()
 
 

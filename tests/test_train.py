@@ -217,6 +217,11 @@ def test_end_to_end_resume_release_decode(tiny_project, capsys):
     rel = full / "generator.safetensors"
     G, extra = load_release(rel)
     assert extra["steps"] == 4 and extra["style"] == "style.png"
+    from mgan import zoo  # the release's model card: what training knows, and no path of this machine
+
+    card = zoo.read_card(rel)
+    assert set(zoo.TRAINING_FIELDS) <= set(card) and card["steps"] == 4 and card["photos"] == 3
+    assert card["wall_time_s"] > 0 and zoo.absolute_paths({"card": card, "extra": extra}) == []
     assert (full / "decoded" / "t0.png").is_file()
     from mgan.decode import Decoder
 

