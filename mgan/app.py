@@ -297,7 +297,7 @@ def job_from_ui(
     else:
         models = bundled_models()
         if not models:
-            raise io.InputError("no bundled generator found in assets/; upload a generator file (.safetensors)")
+            raise io.InputError("no bundled generator found in mgan/assets/; upload a generator file (.safetensors)")
         label = model_name or next(iter(models))
         if label not in models:
             raise io.InputError(f"unknown style {label!r}; choose one of {', '.join(models)}")

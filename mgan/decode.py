@@ -60,9 +60,9 @@ from torch import Tensor, nn
 
 from mgan import cli, controls, io
 from mgan import precision as prec  # `precision` is a Decoder argument
+from mgan.assets import DEFAULT_MODEL_NAME, asset_path
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_MODEL = ASSETS / "picasso.safetensors"
+DEFAULT_MODEL = asset_path(DEFAULT_MODEL_NAME)  # package data (mgan/assets/): an installed wheel has it too
 
 ENCODER_HALO = 32  # px: receptive-field radius of VGG-19 relu4_1 (measured, multiple of 8)
 G_HALO = 2  # relu4_1 cells: receptive-field radius of the paper's G (Generator.halo_cells(), either upsample)

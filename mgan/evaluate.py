@@ -472,7 +472,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--perceptual-checkpoint", type=Path, help="a perceptual run's final.pt (for --generate perceptual)")
     p.add_argument("--texture-nets-checkpoint", type=Path,
                    help="a style-mode texture_nets run's final.pt (for --generate texture_nets)")
-    p.add_argument("--mgan-model", type=Path, help="released generator (default assets/picasso.safetensors)")
+    p.add_argument("--mgan-model", type=Path, help="released generator (default: the bundled mgan/assets/picasso.safetensors)")
     p.add_argument("--size", type=int, default=d.size, help="longest side of generated outputs")
     p.add_argument("--eval-size", type=int, default=d.eval_size, help="longest side for scoring")
     p.add_argument("--style-size", type=int, default=d.style_size)

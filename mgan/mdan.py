@@ -31,13 +31,13 @@ import torch
 from torch import Tensor
 
 from mgan import io, losses, patches, precision
+from mgan.assets import DEFAULT_STYLE_NAME, asset_path
 from mgan.config import ConfigError, from_dict
 from mgan.data import augment, augmentations
 from mgan.discriminator import PatchDiscriminator
 from mgan.vgg import LAYER_INDEX, VGG19Encoder, layer_scale
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_STYLE = ASSETS / "default_style.png"
+DEFAULT_STYLE = asset_path(DEFAULT_STYLE_NAME)  # package data (mgan/assets/): an installed wheel has it too
 
 
 @dataclass
@@ -54,6 +54,10 @@ class MDANConfig:
     iterations: int = 125  # D step + image step per iteration (original: 5 x 25)
     content_weight: float = 5e-4  # alpha_1 on the mean relu5_1 MSE (paper: 1 with [-1,1] VGG inputs; README)
     tv_weight: float = 30.0  # alpha_2 on the mean squared neighbour difference of the [-1,1] image (README)
+    # Unguided synthesis starts from flat noise with no structure to keep, and D's early
+    # gradients are high-frequency colour noise that the stretch would amplify: it needs a
+    # much stronger prior (README "Calibration", unguided). Same per-pixel units.
+    unguided_tv_weight: float = 1500.0
     lr: float = 0.02  # Adam lr of the image, which lives in [-1, 1] as in the original
     d_lr: float = 0.02  # Adam lr of D
     beta1: float = 0.5  # Adam beta1 for image and D
@@ -86,7 +90,7 @@ class MDANConfig:
             raise ConfigError(f"d_warmup: must be >= 0, got {self.d_warmup}")
         if self.iterations < 0:
             raise ConfigError(f"iterations: must be >= 0, got {self.iterations}")
-        for name in ("content_weight", "tv_weight"):
+        for name in ("content_weight", "tv_weight", "unguided_tv_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "d_lr"):
@@ -290,7 +294,8 @@ class MDAN:
             return self.D(patches.extract_patches(feat, cfg.patch_size, cfg.patch_stride)).flatten()
         return self.D.score_map(feat).flatten()
 
-    def image_terms(self, xv: Tensor, feats: dict[str, Tensor], feat: Tensor, target: Tensor | None) -> dict[str, Tensor]:
+    def image_terms(self, xv: Tensor, feats: dict[str, Tensor], feat: Tensor, target: Tensor | None,
+                    guided: bool | None = None) -> dict[str, Tensor]:
         """The weighted terms of Eq. 1 for one image step, each a scalar with a graph to ``xv``.
 
         Every term is a mean over the image's own elements, so that the gradient each puts
@@ -302,7 +307,8 @@ class MDAN:
           patches on a large map; a plain mean over the ``P`` grid patches, borders
           included, would weigh a small image's patches up to 1.5x more);
         * ``content``: ``alpha_1`` x the mean squared relu5_1 difference (0 when unguided);
-        * ``tv``: ``alpha_2`` x the mean squared neighbour difference of the ``[-1, 1]`` image.
+        * ``tv``: ``alpha_2`` x the mean squared neighbour difference of the ``[-1, 1]`` image
+          (``tv_weight`` when guided, ``unguided_tv_weight`` when synthesising from noise).
 
         Also returns the unweighted ``hinge`` (mean over patches, the logged texture loss)
         and ``content_mse``.
@@ -311,7 +317,8 @@ class MDAN:
             xv: the optimised image ``[1, 3, H, W]`` in ``[-1, 1]``.
             feats: the encoder's taps of ``(xv + 1) / 2``.
             feat: ``feats[d_layer]``, possibly marked for gradient blending, ``[1, C, h, w]``.
-            target: the photo's ``content_layer`` map, or None (unguided).
+            target: the photo's ``content_layer`` map, or None (unguided, or content weight 0).
+            guided: whether the image started from a photo (default: ``target is not None``).
         """
         cfg = self.cfg
         with self._autocast():
@@ -320,7 +327,9 @@ class MDAN:
         area = feat.shape[-2] * feat.shape[-1] / cfg.patch_stride**2
         zero = torch.zeros((), device=xv.device)
         content_mse = losses.content_loss(feats[cfg.content_layer], target) if target is not None else zero
-        tv = cfg.tv_weight * losses.tv_loss(xv, reduction="mean") if cfg.tv_weight > 0 else zero
+        guided = target is not None if guided is None else guided
+        alpha_2 = cfg.tv_weight if guided else cfg.unguided_tv_weight
+        tv = alpha_2 * losses.tv_loss(xv, reduction="mean") if alpha_2 > 0 else zero
         return {"texture": hinge * (scores.numel() / area), "content": cfg.content_weight * content_mse, "tv": tv,
                 "hinge": hinge, "content_mse": content_mse}
 
@@ -388,7 +397,7 @@ class MDAN:
                 feat = patches.blend_gradients(feat, cfg.patch_size, cfg.patch_stride)
             loss_d = self._d_step(feat.detach(), opt_d)
             # Image step: synthesised patches +1 against the updated D, plus content and TV.
-            terms = self.image_terms(xv, feats, feat, target)
+            terms = self.image_terms(xv, feats, feat, target, guided=content is not None)
             loss = terms["texture"] + terms["content"] + terms["tv"]
             loss_t, loss_c = terms["hinge"], terms["content_mse"]
             (grad,) = torch.autograd.grad(loss, [xv])  # no D weight grads: only the image moves
@@ -432,7 +441,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--style-size", type=int, default=d.style_size, help="longest side of the style image")
     p.add_argument("--iterations", type=int, default=d.iterations)
     p.add_argument("--content-weight", type=float, default=d.content_weight, help="alpha_1 (relu5_1 MSE)")
-    p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="alpha_2 (TV prior)")
+    p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="alpha_2 (TV prior), guided synthesis")
+    p.add_argument("--unguided-tv-weight", type=float, default=d.unguided_tv_weight,
+                   help="alpha_2 for unguided synthesis (from noise)")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam lr of the image ([-1,1] units)")
     p.add_argument("--d-lr", type=float, default=d.d_lr, help="Adam lr of D")
     p.add_argument("--beta1", type=float, default=d.beta1)

@@ -1,11 +1,12 @@
-"""The model zoo: bundled generators (``assets/<name>.safetensors``) and their model cards.
+"""The model zoo: bundled generators (``mgan/assets/<name>.safetensors``) and their model cards.
 
 A bundled generator is a release file (:func:`mgan.generator.save_release`) in
-``assets/``; its name is the file's stem (``picasso``), which ``python -m mgan.decode
---style NAME`` resolves. Its **model card** is a JSON object in the safetensors
-metadata under :data:`CARD_KEY`, next to the generator's ``config`` and ``extra``, so the
-card travels with the weights. :data:`CARD_FIELDS` lists the fields every bundled model
-has; ``docs/models/<name>.md`` is generated from the card (``python -m mgan.zoo page``).
+``mgan/assets/`` (package data, :mod:`mgan.assets`); its name is the file's stem
+(``picasso``), which ``python -m mgan.decode --style NAME`` resolves. Its **model card**
+is a JSON object in the safetensors metadata under :data:`CARD_KEY`, next to the
+generator's ``config`` and ``extra``, so the card travels with the weights.
+:data:`CARD_FIELDS` lists the fields every bundled model has; ``docs/models/<name>.md``
+is generated from the card (``python -m mgan.zoo page``).
 
 ``mgan.train`` writes the fields it knows (:data:`TRAINING_FIELDS`) into every new
 release; the style's title, painter, year, source, licence status, the evaluation
@@ -16,7 +17,7 @@ CLI::
 
     python -m mgan.zoo list
     python -m mgan.zoo show picasso
-    python -m mgan.zoo set assets/wave.safetensors --set title="The Great Wave off Kanagawa" \\
+    python -m mgan.zoo set mgan/assets/wave.safetensors --set title="The Great Wave off Kanagawa" \\
         --set painter="Katsushika Hokusai" --metrics eval/results.json
     python -m mgan.zoo page picasso --out docs/models/picasso.md
 """
@@ -33,8 +34,8 @@ from typing import Any
 import torch
 
 from mgan import cli, io
+from mgan.assets import ASSETS
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CARD_KEY = "card"
 # Field -> what it holds. Values are JSON: text, numbers, or (config, metrics) objects.
 CARD_FIELDS: dict[str, str] = {
@@ -101,7 +102,7 @@ def resolve(name: str, assets: Path = ASSETS) -> Path:
     key = name.strip().lower().removesuffix(".safetensors")
     if key in models:
         return models[key]
-    valid = ", ".join(models) or "none (assets/ holds no .safetensors file)"
+    valid = ", ".join(models) or f"none ({assets} holds no .safetensors file)"
     raise io.InputError(f"unknown style {name!r}; bundled models: {valid} (or give --model FILE.safetensors)")
 
 
@@ -248,7 +249,7 @@ def card_page(name: str, path: str | os.PathLike) -> str:
     if card.get("notes"):
         lines += [str(card["notes"]), ""]
     rows = [
-        ("file", f"`assets/{path.name}` ({path.stat().st_size / 2**20:.1f} MB, fp16)"),
+        ("file", f"`mgan/assets/{path.name}` ({path.stat().st_size / 2**20:.1f} MB, fp16)"),
         ("use", f"`python -m mgan.decode --style {name} --input photo.jpg --out out.png`"),
         ("style image", card.get("source", "?")),
         ("licence", card.get("licence", "?")),
@@ -292,7 +293,7 @@ def _value(text: str) -> tuple[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mgan.zoo", description="List the bundled generators, show or edit their model cards.",
-        epilog="example: python -m mgan.zoo set assets/picasso.safetensors --set year=1907",
+        epilog="example: python -m mgan.zoo set mgan/assets/picasso.safetensors --set year=1907",
     )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="one line per bundled model: name, painter, size, licence")
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "list":
         lines = listing()
-        print("\n".join(lines) if lines else "no bundled models in assets/")
+        print("\n".join(lines) if lines else f"no bundled models in {ASSETS}")
         return 0
     name, path = _model(args.model)
     if args.command == "show":

@@ -123,7 +123,7 @@ def _pixel_grads(m: MDAN, x01: torch.Tensor) -> dict[str, float]:
     xv = (x01 * 2 - 1).requires_grad_(True)
     feats = m.encoder((xv + 1) / 2)
     feat = patches.blend_gradients(feats[m.cfg.d_layer].float(), m.cfg.patch_size, m.cfg.patch_stride)
-    terms = m.image_terms(xv, feats, feat, None)
+    terms = m.image_terms(xv, feats, feat, None, guided=True)
     out = {k: torch.autograd.grad(terms[k], [xv], retain_graph=True)[0].abs().mean().item() for k in ("texture", "tv")}
     out["tv_sum"] = torch.autograd.grad(losses.tv_loss(xv, reduction="sum"), [xv])[0].abs().mean().item()
     return out
