@@ -1,4 +1,4 @@
-"""Make assets/default_style.png, mgan's bundled default style: a procedural 'brush stroke' painting: warm palette, dark outlines, oriented strokes."""
+"""Make mgan/assets/default_style.png (package data), mgan's bundled default style: a procedural 'brush stroke' painting: warm palette, dark outlines, oriented strokes."""
 from pathlib import Path
 
 import numpy as np
@@ -30,4 +30,4 @@ for _ in range(70):
         y += np.sin(ang) * 9
     d.line(pts, fill=(30, 22, 20), width=int(rng.integers(2, 5)), joint="curve")
 img = img.filter(ImageFilter.GaussianBlur(0.7))
-img.save(Path(__file__).resolve().parent / "default_style.png", optimize=True)
+img.save(Path(__file__).resolve().parent.parent / "mgan" / "assets" / "default_style.png", optimize=True)

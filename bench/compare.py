@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=384)
     p.add_argument("--steps", type=int, default=10, help="timed steps of each iterative method (same for all)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes of each feed-forward method")
-    p.add_argument("--mgan-model", type=Path, default=ROOT / "assets" / "picasso.safetensors")
+    p.add_argument("--mgan-model", type=Path, default=ROOT / "mgan" / "assets" / "picasso.safetensors")
     p.add_argument("--perceptual-checkpoint", type=Path, default=None)
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for every system, pastiche included (default: torch's)")

@@ -2,7 +2,7 @@
 
 One run times, at each square output side (256, 512, 1024, 2048 by default):
 
-* **MGAN decode**: :class:`mgan.decode.Decoder` with ``assets/picasso.safetensors``
+* **MGAN decode**: :class:`mgan.decode.Decoder` with ``mgan/assets/picasso.safetensors``
   (VGG-19 to relu4_1, then G; tiled past its memory budget, which is exact);
 * **Texture Networks**: the style-mode pyramid generator of :mod:`mgan.texture_nets`
   (6 scales x 8 channels, photo + noise in; random weights unless
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--photo", type=Path, default=DATA / "photo" / "tubingen.jpg")
     p.add_argument("--style", type=Path, default=DATA / "style" / "picasso.jpg")
-    p.add_argument("--mgan-model", type=Path, default=ROOT / "assets" / "picasso.safetensors")
+    p.add_argument("--mgan-model", type=Path, default=ROOT / "mgan" / "assets" / "picasso.safetensors")
     p.add_argument("--texture-nets-checkpoint", type=Path, default=None)
     p.add_argument("--perceptual-checkpoint", type=Path, default=None)
     p.add_argument("--gatys-iterations", type=int, default=1000, help="full Gatys run (neural-style's default)")

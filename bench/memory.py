@@ -294,7 +294,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, default=160, help="largest side of a generated image, px")
     p.add_argument("--shapes", type=int, default=0,
                    help="draw sizes from this many random (w, h) pairs (default 0: each image its own random size)")
-    p.add_argument("--model", type=Path, default=ROOT / "assets" / "picasso.safetensors", help="generator to decode with")
+    p.add_argument("--model", type=Path, default=ROOT / "mgan" / "assets" / "picasso.safetensors", help="generator to decode with")
     p.add_argument("--decode-args", default="", help="extra arguments for mgan.decode, e.g. '--noise-weight 0.3'")
     p.add_argument("--mdan-args", default="--size 64 --style-size 128 --iterations 3",
                    help="arguments for mgan.mdan besides --content-dir, --out and --device")

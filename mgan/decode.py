@@ -238,6 +238,9 @@ class Decoder:
         channels_last: NHWC layout (faster oneDNN / cuDNN kernels).
         fold_bn: fold G's BatchNorm into its convolutions (same output, fewer passes).
         compile: ``torch.compile`` the pipeline (slow first call per tile shape).
+        backend: ``"torch"`` (default), ``"openvino"``, ``"onnxruntime"`` or ``"auto"`` (the
+            fastest here, measured once and cached): :mod:`mgan.backends`. Only the per-tile
+            network is swapped; tiling is unchanged (same pixels within 1/255).
     """
 
     def __init__(
@@ -250,6 +253,7 @@ class Decoder:
         channels_last: bool = True,
         fold_bn: bool = True,
         compile: bool = False,
+        backend: str = "torch",
     ) -> None:
         from mgan.generator import Generator, load_release  # noqa: PLC0415
         from mgan.mdan import resolve_device  # noqa: PLC0415
@@ -299,6 +303,21 @@ class Decoder:
         self.pipeline.to(self.device).eval()
         self.memory_format = fmt
         self._run = _compiled(self.pipeline) if compile else self.pipeline
+        # -- backend (mgan.backends): the same per-tile function in OpenVINO / ONNX Runtime, from an
+        # fp32 export built on first use; the tiling below is untouched, so tiles stay exact
+        from mgan import backends  # noqa: PLC0415
+
+        self.backend, self.backend_reason = backends.check(backend, self.device, compile)
+        self.dispatch = None
+        if self.backend != "torch":
+
+            def export_net() -> nn.Module:  # fp32, CPU, NCHW: what the backends import
+                enc = _encoder(cfg.encoder_layer, cfg.vgg_weights, cfg.pooling, "fp32", False, "cpu")
+                return _Pipeline(enc, cfg.encoder_layer, fold_batchnorm(G.eval().net), autocast=False)
+
+            self.dispatch = backends.Dispatch(self.backend, self._run, export_net, precision, fmt)
+            self._run = self.dispatch
+        # -- end backend
 
     # -- planning
 
@@ -435,7 +454,9 @@ def read_video(path: str | os.PathLike) -> tuple[VideoFrames, Fraction, int]:
     frame's timestamp is kept (:class:`VideoFrames`), so a variable-frame-rate video
     keeps its timing; frames that cannot be decoded are skipped and counted.
     """
-    import av  # noqa: PLC0415
+    from mgan.extras import require  # noqa: PLC0415
+
+    av = require("av", "video input")  # the [video] extra; one error line when it is missing
 
     path = io.check_regular_file(path, "video")
     try:
@@ -541,7 +562,9 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: Fraction | float, time_base: Fraction | None = None) -> None:
-        import av  # noqa: PLC0415
+        from mgan.extras import require  # noqa: PLC0415
+
+        av = require("av", "video output")  # the [video] extra; one error line when it is missing
 
         self.path = Path(path)
         fmt = VIDEO_OUT_FORMATS.get(self.path.suffix.lower())
@@ -639,6 +662,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", default="auto", help="tile core side in px, 'auto' (by --tile-memory) or 'off'")
     p.add_argument("--tile-memory", type=float, default=DEFAULT_TILE_MEMORY_MB, help="working-memory budget per tile, MB")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, faster decode)")
+    from mgan import backends  # noqa: PLC0415  (--backend: mgan.backends)
+
+    p.add_argument("--backend", choices=backends.CHOICES, default="auto", help=backends.HELP)
     n = p.add_argument_group("noise")
     n.add_argument("--octaves", type=int, default=6, help="Perlin octaves")
     n.add_argument("--persistence", type=float, default=0.5, help="Perlin amplitude ratio between octaves")
@@ -846,11 +872,12 @@ def _run(args: argparse.Namespace) -> int:
         w, h = (size, size) if isinstance(size, int) else (size or (512, 512))
         _check_target(args, w, h, "--size")
     decoder = Decoder(args.model, device=args.device, precision=args.precision, tile=tile,
-                      tile_memory_mb=args.tile_memory, compile=args.compile)
+                      tile_memory_mb=args.tile_memory, compile=args.compile, backend=args.backend)
     progress = not args.quiet
     if args.dry_run:
         what = {"noise": f"{args.noise} noise", "folder": f"{len(files)} images"}.get(mode, str(args.input))
-        print(f"dry run: would decode {what} with {args.model} on {decoder.device} ({decoder.precision}) into {out}")
+        print(f"dry run: would decode {what} with {args.model} on {decoder.device} ({decoder.precision}, "
+              f"backend {decoder.backend}) into {out}")
         return 0
     if mode == "noise":
         return _run_noise(args, decoder, out, w, h, progress)
@@ -865,6 +892,12 @@ def _announce(args: argparse.Namespace, decoder: Decoder, progress: bool) -> Non
     gets its one error line alone; ``--quiet`` prints neither."""
     if progress:
         prec.announce(args.precision, decoder.device)
+        if decoder.dispatch is None:  # else the backend's line comes with the first tile (auto measures then)
+            print(f"backend: torch ({decoder.backend_reason})", file=sys.stderr)
+        else:
+            from mgan import backends  # noqa: PLC0415
+
+            decoder.dispatch.log = backends.stderr_log
 
 
 def _run_noise(args: argparse.Namespace, decoder: Decoder, out: Path, w: int, h: int, progress: bool) -> int:

@@ -177,7 +177,9 @@ def _perlin_noise_package(
     cx: float, cy: float, tileable: bool,
 ) -> Tensor:
     """Per-pixel ``noise.pnoise2``; the seed picks integer lattice offsets (``base`` > 1 reads past its table)."""
-    import noise as noise_pkg  # noqa: PLC0415  (C extension, only needed for this backend)
+    from mgan.extras import require  # noqa: PLC0415
+
+    noise_pkg = require("noise", "the Perlin backend 'noise'")  # C extension of the [noise] extra, this backend only
 
     # pnoise2 scales the repeat with each octave's frequency, so integer periods stay periodic.
     rx, ry = (cx, cy) if tileable else (1024.0, 1024.0)

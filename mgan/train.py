@@ -819,7 +819,9 @@ class _Wandb:
         self.run = None
         if not cfg.wandb.enabled:
             return
-        import wandb  # noqa: PLC0415
+        from mgan.extras import require  # noqa: PLC0415
+
+        wandb = require("wandb", "wandb logging (wandb.enabled)")  # the [wandb] extra
 
         id_file = run_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()

@@ -15,6 +15,19 @@ SHARED = Path(os.environ.get("MGAN_SHARED_DATA", ROOT.parent / "shared" / "data"
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """A session cache folder ($MGAN_CACHE_DIR, inherited by CLI subprocesses): decode's
+    backend exports and auto's measurements (mgan.backends) never land in the user's ~/.cache."""
+    before = os.environ.get("MGAN_CACHE_DIR")
+    os.environ["MGAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("mgan-cache"))
+    yield
+    if before is None:
+        os.environ.pop("MGAN_CACHE_DIR", None)
+    else:
+        os.environ["MGAN_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (override with MGAN_SHARED_DATA); tests needing it skip when absent."""

@@ -28,7 +28,7 @@ MODES = ("deconv", "resize")
 # and ~4 dB below every decode of that G.
 CHECKERBOARD_BOUND = 3.0
 # sha256 of the weights (tensor names and bytes, not the metadata: the model card in it may
-# change) of assets/picasso.safetensors as shipped with issue #3 (quick config, 16 photos,
+# change) of mgan/assets/picasso.safetensors as shipped with issue #3 (quick config, 16 photos,
 # deconv): its decodes score 6.9-10.7 dB; the retrained release that replaces it must pass the bound.
 QUICK_RELEASE_SHA256 = "b68653824cb3767563faff802456a65c9d5dad6c4b7ed3a2d0bdec0b4cc8e21f"
 
