@@ -120,9 +120,10 @@ def export_onnx(net: nn.Module, path: Path) -> Path:
     buf = _io.BytesIO()
     axes = {2: "height", 3: "width"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        # the TorchScript exporter's deprecation notices, and the tracer's note on the
-        # encoder's input-shape check (a Python bool; true for every tile, so not traced)
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        # only during this call: the TorchScript exporter's deprecation notices (attributed to
+        # this line), and the tracer's note on the encoder's input-shape check (a Python
+        # bool, true for every tile, rightly not traced)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(net, (x,), buf, input_names=["image"], output_names=["decoded"], opset_version=OPSET,
                           dynamic_axes={"image": axes, "decoded": axes}, dynamo=False)

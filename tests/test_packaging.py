@@ -103,7 +103,9 @@ def test_installed_wheel_runs_with_its_bundled_defaults_outside_the_checkout(whe
     Image.new("RGB", (48, 40), (120, 90, 60)).save(work / "photo.png")
     decoded = run("-m", "mgan", "decode", "--input", "photo.png", "--out", "out.png", "--device", "cpu")
     assert decoded.returncode == 0, decoded.stderr[-2000:]
-    assert Image.open(work / "out.png").size == (48, 40)
+    with Image.open(work / "out.png") as out:
+        assert out.size == (48, 40)
     mdan = run("-m", "mgan", "mdan", "--size", "64", "--iterations", "2", "--out", "mdan.png", "--device", "cpu")
     assert mdan.returncode == 0, mdan.stderr[-2000:]
-    assert Image.open(work / "mdan.png").size == (64, 64)
+    with Image.open(work / "mdan.png") as out:
+        assert out.size == (64, 64)

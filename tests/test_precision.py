@@ -214,11 +214,13 @@ def test_decode_cli_logs_the_choice(no_bf16, monkeypatch, tmp_path, capsys):
     torch.manual_seed(0)
     model = save_release(Generator(SMALL), tmp_path / "g.safetensors")
     out = tmp_path / "o.png"
-    assert decode.main(["--model", str(model), "--noise", "perlin", "--size", "64", "--out", str(out),
-                        "--device", "cpu", "--dry-run"]) == 0
-    captured = capsys.readouterr()
-    assert "precision: fp32 (auto: this CPU (AVX2) has no native bf16" in captured.err
-    assert "(fp32)" in captured.out and not out.exists()
+    argv = ["--model", str(model), "--noise", "perlin", "--size", "64", "--out", str(out), "--device", "cpu"]
+    assert decode.main([*argv, "--dry-run"]) == 0
+    assert "on cpu (fp32" in capsys.readouterr().out and not out.exists()
+    assert decode.main(argv) == 0 and out.is_file()
+    assert "precision: fp32 (auto: this CPU (AVX2) has no native bf16" in capsys.readouterr().err
+    assert decode.main([*argv, "--quiet"]) == 0  # --quiet: nothing on stderr
+    assert capsys.readouterr().err == ""
 
 
 def test_precision_cli_prints_cpu_and_choice(no_bf16, capsys):
