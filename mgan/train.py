@@ -1177,6 +1177,10 @@ def _run(args: argparse.Namespace) -> int:
         io.probe_image(photo, min_side=cfg.mdan.min_side)
     from mgan.mdan import resolve_device  # noqa: PLC0415
 
+    if cfg.wandb.enabled:  # a missing [wandb] extra is reported now, not hours later in the training stage
+        from mgan.extras import require  # noqa: PLC0415
+
+        require("wandb", "wandb logging (wandb.enabled)")
     d, device = distributed.init(resolve_device(args.device), args.dist_timeout)
     progress = not args.no_progress and d.main
     say = functools.partial(print, file=sys.stderr) if d.main else (lambda *a, **k: None)  # noqa: ARG005
