@@ -702,7 +702,8 @@ def _train_main(args: argparse.Namespace) -> int:
         run_dir = runs.next_run_dir(args.runs, args.name or f"texture_nets-{args.style.stem}")
         runs.write_config(run_dir, dump_yaml(cfg))
     print(f"run folder: {run_dir}")
-    prec.announce(cfg.precision, device)
+    print(f"{prec.describe(cfg.precision, device)} for the VGG loss network; the generator trains in fp32",
+          file=sys.stderr)
     train(cfg, style, files, run_dir, device, resume=resume, progress=True)
     print(f"wrote {run_dir / 'final.pt'}")
     return 0
@@ -712,6 +713,15 @@ def _check_image_out(path: Path, flag: str = "--out") -> None:
     if path.suffix.lower() not in io.IMAGE_EXTENSIONS:
         raise io.InputError(f"{flag} {path}: expected an image file name such as out.png")
     io.check_writable(path.parent if str(path.parent) else Path("."))
+
+
+def _announce_generator(precision: str, device: torch.device) -> None:
+    """The precision line of synthesis: the generator's, which ``auto`` keeps in fp32 (see :func:`_autocast`)."""
+    if precision == "bf16":
+        prec.announce(precision, device)
+    else:
+        print(f"precision: fp32 ({precision}: the small generator stays in fp32; --precision bf16 to override)",
+              file=sys.stderr)
 
 
 def _synthesize_main(args: argparse.Namespace) -> int:
@@ -726,7 +736,7 @@ def _synthesize_main(args: argparse.Namespace) -> int:
         _check_side(cfg, height, width)
         _check_image_out(args.out)
         io.check_outputs([("--out", args.out)], [("--checkpoint", args.checkpoint)])
-        prec.announce(args.precision, device)  # after the input checks: a bad input gets one error line
+        _announce_generator(args.precision, device)  # after the input checks: a bad input gets one error line
         t = time.perf_counter()
         out = synthesize(net, cfg, height, width, args.seed, 1, device, args.precision)
         io.save_image(out, args.out)
@@ -744,7 +754,7 @@ def _synthesize_main(args: argparse.Namespace) -> int:
         inputs = [("--content-dir", args.content_dir), *[("--content-dir", f) for f, _ in jobs]]
         io.check_writable(args.out)
     io.check_outputs([("--out", dst) for _, dst in jobs], [("--checkpoint", args.checkpoint), *inputs])
-    prec.announce(args.precision, device)
+    _announce_generator(args.precision, device)
     for src, dst in jobs:
         photo = io.load_image(src, max_side=args.max_side, min_side=cfg.min_side)
         t = time.perf_counter()

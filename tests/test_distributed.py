@@ -120,25 +120,24 @@ def test_torchrun_two_processes_equal_one_process_with_twice_the_batch(tmp_path)
     assert a["step"] == b["step"] == 4 and a["world_size"] == 2 and b["world_size"] == 1
     # Both runs do the same arithmetic in a different order: a batch sum is split over the
     # ranks and all-reduced, oneDNN picks other kernels (blockings) for batch 4 than for 8 and
-    # for AVX2 than for AVX-512/AMX. Reordering a sum of m fp32 terms changes it by about
-    # log2(m) * 2^-24 ~ 1e-6 (m ~ 5e5 here: 4608 fan-in x 128 positions) of the sum of the
-    # terms' magnitudes, not of the result, which can cancel to ~0. Adam then amplifies it:
-    # its first steps are lr * g / |g| = +-lr per weight whatever |g|, so a gradient entry
-    # within rounding of 0 moves its weight differently (up to 2 lr = 0.04; seen: 3e-4, and
-    # 0.17 with per-rank BN statistics) -> weights: atol 5e-3.
-    # Running stats: 0.1 * sum_j 0.9^(4-j) * (batch mean or variance of a conv output at
-    # step j), linear in those weights, summed over 4608 fan-in terms of random sign. Their
-    # error scales with the layer's largest statistic (the size of its terms: G.net.1's
-    # means span 1e0..1e4 on Caffe-scale relu4_1 inputs), so the tolerance is norm-wise:
-    # 1e-4 of the largest entry, ~100x the reordering bound (seen: <= 6e-6, AVX-512-bf16
-    # and with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2).
+    # for AVX2 than for AVX-512/AMX. A reordered sum of m fp32 terms moves by ~log2(m) * 2^-24
+    # ~ 1e-6 of the sum of the terms' magnitudes (m ~ 5e5 here), not of the result: a gradient
+    # entry g of spread sigma is off by delta ~ 1e-5 sigma. Adam amplifies that: its step
+    # lr * m / sqrt(v) is a normalised gradient, so an entry moves by ~lr * delta / |g|, up to
+    # 2 lr = 0.04 where |g| < delta. Entry-wise there is no useful bound (and the test could
+    # not tell a bug from a rare near-zero gradient); norm-wise, summing min(lr delta/|g|,
+    # 2 lr)^2 over g's density ~0.4/sigma near 0 gives rms |dw| ~ lr sqrt(3 k delta/sigma)
+    # = 2e-4 after k = 4 steps, ~6e-3 of rms |w| (0.04). So every tensor must agree norm-wise
+    # within 2e-2. BN running statistics are batch means and variances of conv outputs made
+    # by those weights, averaged with momentum: the same bound. Seen (AVX-512-bf16, and with
+    # ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2): weights <= 4e-3, running stats
+    # <= 3e-4; with per-rank BN statistics (the bug this guards against): conv weights
+    # 0.5-1.2, running means up to 1.6.
     for net in ("G", "D"):
         for k, v in a[net].items():
-            if v.is_floating_point() and "running" not in k:
-                torch.testing.assert_close(v, b[net][k], rtol=0, atol=5e-3, msg=f"{net}.{k}")
-            elif "running" in k:
-                scale = float(b[net][k].abs().max())
-                torch.testing.assert_close(v, b[net][k], rtol=1e-4, atol=1e-4 * scale, msg=f"{net}.{k}")
+            if v.is_floating_point():
+                rel = float((v - b[net][k]).norm() / b[net][k].norm().clamp_min(1e-12))
+                assert rel <= 2e-2, f"{net}.{k}: differs by {rel:.2g} of its norm"
 
     # a checkpoint of 2 x 4 resumes in 1 x 8 (same global batch, same data order)
     assert main(["--resume", str(ddp / "checkpoint-latest.pt"), *common, "--set", "train.max_steps=6",
