@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     native = precision.native_bf16("cpu")
     load0 = os.getloadavg()
     print(f"# {os.cpu_count()} CPUs, load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
-    ceil = common.print_header(("fp32", "bf16") if native else ("fp32",))
+    precs = ("fp32", "bf16") if native else ("fp32",)
+    ceil = common.print_header(precs)
     n = args.size
     x = torch.rand(1, 3, n, n, generator=torch.Generator().manual_seed(0))
     rows = []
@@ -98,14 +99,17 @@ def main(argv: list[str] | None = None) -> int:
             med = times[len(times) // 2]
             how = backends.openvino_hint(prec)[0] if backend == "openvino" else prec
             rows.append({"label": f"{backend} {how}", "backend": backend, "precision": prec, "s": med, "first": first,
-                         "ceil": ceil.get(ceil_prec)})
+                         "ceil_prec": ceil_prec})
             print(f"  done {label}: {med:.2f} s", file=sys.stderr)
+    # a ceiling is an upper bound: on a shared machine take the better of two measurements
+    ceil = {p: max(g, common.ceiling((p,))[p]) for p, g in ceil.items()}
+    print(f"# ceiling, best of start and end: {', '.join(f'{p} {g:.0f} GFLOP/s' for p, g in ceil.items())}")
     base = next((r["s"] for r in rows if r["backend"] == "torch" and r["precision"] == "fp32"), None)
     print(f"| {n}^2 decode | median s | x torch fp32 | of ceiling | first decode s (export, compile) |")
     print("|---|---|---|---|---|")
     for r in rows:
         ratio = f"{base / r['s']:.2f}x" if base else "-"
-        print(f"| {r['label']} | {r['s']:.2f} | {ratio} | {common.share(flops / 1e9, r['s'], r['ceil'])} "
+        print(f"| {r['label']} | {r['s']:.2f} | {ratio} | {common.share(flops / 1e9, r['s'], ceil.get(r['ceil_prec']))} "
               f"| {r['first']:.1f} |")
     print(f"# {flops / 1e9:.0f} GFLOP per decode; threads {torch.get_num_threads()}; median of {repeat}")
     for what, prec in (("here", precision.resolve("auto", "cpu")), ("without native bf16", "fp32")):
@@ -115,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             if best != "torch" and cand[best] > (1 - backends.AUTO_MARGIN) * cand["torch"]:
                 best = "torch"
             print(f"# --backend auto {what} (--precision auto = {prec}): {best}, "
-                  f"{cand['torch'] / cand[best]:.2f}x torch {prec}" + (f", {base / cand[best]:.2f}x torch fp32" if base else ""))
+                  f"{cand['torch'] / cand[best]:.2f}x torch {prec}"
+                  + (f", {base / cand[best]:.2f}x torch fp32" if base and prec != "fp32" else ""))
     load1 = os.getloadavg()
     print(f"# load average at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
     return 0

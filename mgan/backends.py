@@ -145,8 +145,8 @@ def openvino_hint(precision: str, capabilities: list[str] | None = None) -> tupl
 
         capabilities = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     if "BF16" in capabilities:
-        return "bf16", "bf16 inference hint (native here)"
-    return "f32", "f32: OpenVINO's CPU plugin has no bf16 here"
+        return "bf16", "bf16 inference hint, native here"
+    return "f32", "f32, OpenVINO's CPU plugin has no bf16 here"
 
 
 def _openvino_runner(onnx_path: Path, shape: tuple[int, ...], hint: str) -> Runner:
@@ -265,7 +265,7 @@ class Dispatch:
         if backend == "openvino":
             hint, why = openvino_hint(self.precision)
             return _openvino_runner(self.onnx_path(), shape, hint), why
-        why = "fp32" + (": ONNX Runtime's CPU provider has no bf16 convolution" if self.precision != "fp32" else "")
+        why = "fp32" + (", ONNX Runtime's CPU provider has no bf16 convolution" if self.precision != "fp32" else "")
         return _onnxruntime_runner(self.onnx_path(), shape), why
 
     # -- auto
@@ -315,6 +315,7 @@ class Dispatch:
         if shape not in self._runners:
             backend, why = self._auto(shape) if self.backend == "auto" else (self.backend, "requested")
             run, how = self._make(backend, shape)
+            self._net = None  # hashed and exported by now: its ~50 MB of fp32 weights are not needed again
             self._runners[shape] = (backend, run)
             while len(self._runners) > MAX_SHAPES:
                 self._runners.popitem(last=False)

@@ -38,6 +38,10 @@ CLI::
 
 Decode-time controls (``--strength``, ``--preserve-colors``, ``--mask``) are per-pixel
 mixes of G's output with the photo (:mod:`mgan.controls`), so they keep tiled = untiled.
+
+``--backend`` (default ``auto``) runs the per-tile network through OpenVINO or ONNX Runtime
+where installed and faster (:mod:`mgan.backends`); the tiling is the same, so are the pixels
+(within 1/255 of torch fp32).
 """
 
 from __future__ import annotations
@@ -311,8 +315,9 @@ class Decoder:
         self.dispatch = None
         if self.backend != "torch":
 
-            def export_net() -> nn.Module:  # fp32, CPU, NCHW: what the backends import
-                enc = _encoder(cfg.encoder_layer, cfg.vgg_weights, cfg.pooling, "fp32", False, "cpu")
+            def export_net() -> nn.Module:  # fp32 on the CPU: what the backends import (the layout is not exported,
+                # so an fp32 channels_last decoder's cached encoder is shared rather than loaded again)
+                enc = _encoder(cfg.encoder_layer, cfg.vgg_weights, cfg.pooling, "fp32", channels_last, "cpu")
                 return _Pipeline(enc, cfg.encoder_layer, fold_batchnorm(G.eval().net), autocast=False)
 
             self.dispatch = backends.Dispatch(self.backend, self._run, export_net, precision, fmt)
