@@ -156,12 +156,15 @@ def test_texture_and_tv_balance_does_not_depend_on_image_size(tiny_encoder):
 def test_mdan_moves_patch_statistics_toward_a_stripe_style(tiny_encoder, synthetic_image):
     """100 MDAN iterations (a fresh D) bring a photo's relu3_1 patches measurably closer to a stripe style.
 
-    Measured: the SWD to the style falls to about half the photo's (0.51x at 100 iterations,
-    0.93x at 30: a fresh D needs its first tens of steps to learn the style, paper Fig. 10).
+    Measured (clip post-process, so the number is the optimisation's, not the contrast
+    stretch's): 0.53-0.80x the photo's SWD over seeds 0-3 on AVX-512 and on AVX2 kernels
+    (0.56x for seed 0 on both); 0.93x after only 30 iterations (a fresh D needs its first tens
+    of steps to learn the style, paper Fig. 10). The run is chaotic (GAN steps), so the bound
+    leaves room for other CPUs' float reordering: 0.85x.
     """
     from mgan import losses
 
-    cfg = MDANConfig(**{**TINY, "iterations": 100, "content_weight": 1e-4})
+    cfg = MDANConfig(**{**TINY, "iterations": 100, "content_weight": 1e-4, "postprocess": "clip"})
     style = _style()
     m = MDAN(style, cfg, encoder=tiny_encoder)
     out, _ = m.synthesize(synthetic_image)
@@ -171,4 +174,4 @@ def test_mdan_moves_patch_statistics_toward_a_stripe_style(tiny_encoder, synthet
                                             torch.Generator().manual_seed(0))
         d_out = losses.sliced_wasserstein(tiny_encoder(out, ["relu3_1"])["relu3_1"], fs, 64,
                                           torch.Generator().manual_seed(0))
-    assert d_out < 0.7 * d_photo, (float(d_out), float(d_photo))
+    assert d_out < 0.85 * d_photo, (float(d_out), float(d_photo))
