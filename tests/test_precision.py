@@ -81,6 +81,7 @@ def test_auto_picks_bf16_only_where_native(monkeypatch, device):
 
 
 def test_log_line_names_cpu_kind(no_bf16, monkeypatch):
+    monkeypatch.delenv(precision.FORCE_NO_BF16, raising=False)  # it would add a note
     monkeypatch.setattr(precision, "cpu_kind", lambda: "AVX2")
     assert precision.describe("auto", "cpu") == (
         "precision: fp32 (auto: this CPU (AVX2) has no native bf16; bf16 would be emulated and slow)")
