@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mgan import io
+
 
 def augment(x: Tensor, angle: float = 0.0, scale: float = 1.0, flip: bool = False) -> Tensor:
     """Rotate (degrees, about the centre), rescale and optionally mirror an image.
@@ -182,3 +184,46 @@ def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
     ``(seed, epoch)`` only, so a resumed (or differently sharded) run sees the same batches."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
     return torch.randperm(n, generator=g)
+
+
+class PhotoCrops:
+    """Random square crops (with flips) from a folder of photos held in memory.
+
+    Shared by the feed-forward baselines (Johnson et al.'s perceptual networks, Texture
+    Networks' style mode). Each photo is loaded once with its shorter side resized to
+    ``max(size, load_size)`` (Johnson et al. resize COCO to 256x256; keeping the aspect
+    ratio loses nothing by cropping). A ``load_size`` above ``size`` trains on crops at the
+    scale of larger test images for less compute.
+
+    Args:
+        files: photo paths.
+        size: crop side.
+        load_size: shorter side the photos are resized to (0: ``size``).
+        generator: the default RNG of :meth:`__call__`.
+    """
+
+    def __init__(self, files: Sequence, size: int, load_size: int = 0,
+                 generator: torch.Generator | None = None) -> None:
+        self.size, self.g = size, generator
+        load = max(size, load_size)
+        self.images = []
+        for f in files:
+            img = io.load_image(f, min_side=16)
+            s = load / min(img.shape[-2:])
+            hw = (max(size, round(img.shape[-2] * s)), max(size, round(img.shape[-1] * s)))
+            self.images.append(F.interpolate(img, size=hw, mode="bicubic", align_corners=False,
+                                             antialias=s < 1).clamp(0, 1))
+
+    def __call__(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``[n, 3, size, size]`` crops (drawn with ``generator``, default the sampler's own)."""
+        g = generator or self.g
+        out = []
+        for i in torch.randint(len(self.images), (n,), generator=g).tolist():
+            img = self.images[i]
+            y = int(torch.randint(img.shape[-2] - self.size + 1, (1,), generator=g))
+            x = int(torch.randint(img.shape[-1] - self.size + 1, (1,), generator=g))
+            crop = img[..., y : y + self.size, x : x + self.size]
+            if bool(torch.rand((), generator=g) < 0.5):
+                crop = crop.flip(-1)
+            out.append(crop)
+        return torch.cat(out)

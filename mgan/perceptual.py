@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from mgan import cli, io, losses
 from mgan import precision as prec  # `precision` is a parameter name of apply()
 from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
+from mgan.data import PhotoCrops
 from mgan.gatys import check_image_path, resize_longest
 from mgan.mdan import resolve_device
 from mgan.vgg import LAYER_INDEX, VGG19Encoder
@@ -218,41 +219,6 @@ def degrade(hr: Tensor, factor: int, sigma: float = 1.0) -> Tensor:
     return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
-class CropSampler:
-    """Random square crops (with flips) from a folder of photos held in memory.
-
-    Each photo is loaded once with its shorter side resized to ``load_size`` (default
-    ``size``; Johnson et al. resize COCO to 256x256, keeping the aspect ratio loses
-    nothing by cropping). A ``load_size`` above ``size`` trains on crops at the scale
-    of larger test images for less compute.
-    """
-
-    def __init__(self, files: list[Path], size: int, generator: torch.Generator, load_size: int = 0) -> None:
-        self.size, self.g = size, generator
-        load = max(size, load_size)
-        self.images = []
-        for f in files:
-            img = io.load_image(f, min_side=16)
-            s = load / min(img.shape[-2:])
-            hw = (max(size, round(img.shape[-2] * s)), max(size, round(img.shape[-1] * s)))
-            self.images.append(F.interpolate(img, size=hw, mode="bicubic", align_corners=False,
-                                             antialias=s < 1).clamp(0, 1))
-
-    def __call__(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``[n, 3, size, size]`` crops (drawn with ``generator``, default the sampler's own)."""
-        g = generator or self.g
-        out = []
-        for i in torch.randint(len(self.images), (n,), generator=g).tolist():
-            img = self.images[i]
-            y = int(torch.randint(img.shape[-2] - self.size + 1, (1,), generator=g))
-            x = int(torch.randint(img.shape[-1] - self.size + 1, (1,), generator=g))
-            crop = img[..., y : y + self.size, x : x + self.size]
-            if bool(torch.rand((), generator=g) < 0.5):
-                crop = crop.flip(-1)
-            out.append(crop)
-        return torch.cat(out)
-
-
 # ---------------------------------------------------------------------------- training
 
 
@@ -353,7 +319,7 @@ def train(
         opt.load_state_dict(resume["opt"])
         start = int(resume["step"])
         gen.set_state(resume["rng"])
-    sampler = CropSampler(files, cfg.image_size, gen, cfg.load_size)
+    sampler = PhotoCrops(files, cfg.image_size, cfg.load_size, generator=gen)
     criterion = PerceptualLoss(cfg, style, device, encoder)
     # Sample-grid inputs: their own generator, so they are the same on resume and leave the crop stream alone.
     fixed = sampler(min(4, len(files)), torch.Generator().manual_seed(cfg.seed + 1)).to(device)

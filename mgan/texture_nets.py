@@ -81,6 +81,7 @@ from torch import Tensor, nn
 from mgan import cli, io, losses, runs
 from mgan import precision as prec  # `precision` is a parameter name below
 from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
+from mgan.data import PhotoCrops
 from mgan.vgg import CAFFE_MEAN_BGR, LAYER_INDEX, VGG19Encoder
 
 CHECKPOINT_FORMAT = "mgan-texture-nets-v1"
@@ -295,37 +296,6 @@ def make_inputs(cfg: TextureNetsConfig, n: int, height: int, width: int, generat
 
 
 # ---------------------------------------------------------------------------- data and loss
-
-
-class PhotoCrops:
-    """Random square crops (with flips) of a folder of photos held in memory (style mode).
-
-    Each photo is loaded once, its shorter side resized to ``max(size, load_size)``.
-    """
-
-    def __init__(self, files: Sequence[Path], size: int, load_size: int = 0) -> None:
-        self.size = size
-        load = max(size, load_size)
-        self.images = []
-        for f in files:
-            img = io.load_image(f, min_side=16)
-            s = load / min(img.shape[-2:])
-            hw = (max(size, round(img.shape[-2] * s)), max(size, round(img.shape[-1] * s)))
-            self.images.append(F.interpolate(img, size=hw, mode="bicubic", align_corners=False,
-                                             antialias=s < 1).clamp(0, 1))
-
-    def __call__(self, n: int, generator: torch.Generator) -> Tensor:
-        """``[n, 3, size, size]`` crops drawn with ``generator``."""
-        out = []
-        for i in torch.randint(len(self.images), (n,), generator=generator).tolist():
-            img = self.images[i]
-            y = int(torch.randint(img.shape[-2] - self.size + 1, (1,), generator=generator))
-            x = int(torch.randint(img.shape[-1] - self.size + 1, (1,), generator=generator))
-            crop = img[..., y : y + self.size, x : x + self.size]
-            if bool(torch.rand((), generator=generator) < 0.5):
-                crop = crop.flip(-1)
-            out.append(crop)
-        return torch.cat(out)
 
 
 class TextureNetsLoss(nn.Module):
