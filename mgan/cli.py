@@ -78,8 +78,7 @@ def check_finite_options(args: argparse.Namespace) -> None:
 def resolve_device(name: str = "auto"):  # -> torch.device; torch is imported on use (nothing heavy at import)
     """``auto`` -> CUDA when present, else CPU; otherwise ``torch.device(name)``; InputError if unusable.
 
-    The same rule as :func:`mgan.mdan.resolve_device`, here so that CLIs that are not
-    MDAN need not import the MDAN engine for it.
+    The one device rule of every CLI and engine (``mgan.mdan`` re-exports it).
     """
     import torch  # noqa: PLC0415
 

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from mgan import io, losses, patches, precision
 from mgan.assets import DEFAULT_STYLE_NAME, asset_path
+from mgan.cli import resolve_device  # re-exported: other modules import it from here
 from mgan.config import ConfigError, from_dict
 from mgan.data import augment, augmentations
 from mgan.discriminator import PatchDiscriminator
@@ -130,19 +131,6 @@ class MDANStats:
     texture_loss: list[float] = field(default_factory=list)
     d_loss: list[float] = field(default_factory=list)
     content_loss: list[float] = field(default_factory=list)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; otherwise ``torch.device(name)``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise io.InputError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise io.InputError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def postprocess(x: Tensor, mode: str) -> Tensor:
