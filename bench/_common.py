@@ -96,15 +96,14 @@ def vgg_gflop(layer: str, height: int, width: int) -> float:
     One forward pass; a backward pass to the input costs about twice that (input and
     weight gradients: the weights are frozen here, so about once more).
     """
-    from mgan.vgg import LAYER_NAMES  # noqa: PLC0415
+    from mgan.vgg import LAYER_NAMES, channels  # noqa: PLC0415
 
     total, cin, scale = 0.0, 3, 1
-    channels = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
     for name in LAYER_NAMES:
         if name.startswith("pool"):
             scale *= 2
         elif name.startswith("conv"):
-            cout = channels[int(name[4])]
+            cout = channels(name)
             total += 2.0 * cin * cout * 9 * (height // scale) * (width // scale) / 1e9
             cin = cout
         if name == layer:

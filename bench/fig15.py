@@ -80,7 +80,7 @@ def median_seconds(fn: Callable[[], object], repeat: int) -> float:
 
 def _lbfgs_step_seconds(loss_fn: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, repeat: int) -> float:
     """Median seconds of one L-BFGS iteration (one loss evaluation and its gradient) from ``start`` (0-1 image)."""
-    from mgan.gatys import optimize_image
+    from mgan.optim import optimize_image
 
     v = (start * 255.0).detach().clone().requires_grad_(True)
     return median_seconds(lambda: optimize_image(v, loss_fn, "lbfgs", 1), repeat)

@@ -1,11 +1,15 @@
 """mgan: Markovian GANs for texture synthesis and style transfer (Li & Wand, ECCV 2016).
 
-Modules, one idea each (see README):
-    vgg            frozen VGG-19 encoder with named taps and Caffe preprocessing
+Modules, one idea each (the README lists them all):
+    errors         the exceptions a user can cause (one CLI line each)
+    vgg            frozen VGG-19 encoder with named taps and Caffe preprocessing; layer facts
     io             image loading/saving with clear errors, atomic writes
     patches        neural patch grids, extraction and gradient blending
+    layers         building blocks shared by the networks (DCGAN initialisation)
     discriminator  Markovian patch discriminators (MDAN and MGAN)
     losses         hinge, content, TV, Gram and MRF losses
+    metrics        evaluation distances (SWD, Gram distance, checkerboard score)
+    optim          image optimisation and coarse-to-fine, shared by the iterative baselines
     mdan           adversarial deconvolution (paper Sec. 3.1), CLI
 """
 

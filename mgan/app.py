@@ -10,7 +10,7 @@ machine, and the page loads nothing from outside it (Gradio's default fonts are 
 Layers, top-down:
 
 * :func:`job_from_ui` turns the values of the page's controls into a :class:`Job`,
-  checking each one (a clear :class:`~mgan.io.InputError` per bad value);
+  checking each one (a clear :class:`~mgan.errors.InputError` per bad value);
 * :func:`run_job` decodes a job with a :class:`~mgan.decode.Decoder` into a run folder;
 * :class:`DecoderCache` loads each generator once (keyed by the file's content, so a
   re-uploaded file is not loaded again) and shares it between requests, under a lock;
@@ -53,15 +53,14 @@ from pathlib import Path
 
 import torch
 
-from mgan import cli, decode, io
+from mgan import cli, decode, io, video
 from mgan import precision as prec
-from mgan.config import ConfigError
-from mgan.vgg import WeightsError
+from mgan.errors import ConfigError, InputError, WeightsError
 
 SOURCES = ("Photo or video", "Noise")
 NOISE_KINDS = ("perlin", "brown")
 DEFAULT_SIZE = 512  # px, longest side: a few seconds per image on a laptop CPU
-USER_ERRORS = (io.InputError, ConfigError, WeightsError)
+USER_ERRORS = (InputError, ConfigError, WeightsError)
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is running)
 
 
@@ -96,7 +95,7 @@ def describe_model(path: Path) -> str:
 
     try:
         card = zoo.read_card(path)
-    except io.InputError:
+    except InputError:
         return ""  # a description is optional; loading the model gives the real error
     title, painter, year = (card.get(k) for k in ("title", "painter", "year"))
     head = ", ".join(x for x in (f"*{title}*" if title else "", str(painter or "")) if x)
@@ -249,13 +248,13 @@ class Result:
 def _int(value: object, what: str) -> int:
     """A whole number from a page field (Gradio numbers arrive as float, or None when empty)."""
     if value is None or value == "":
-        raise io.InputError(f"{what} is empty; enter a whole number")
+        raise InputError(f"{what} is empty; enter a whole number")
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise io.InputError(f"{what} must be a whole number, got {value!r}") from None
+        raise InputError(f"{what} must be a whole number, got {value!r}") from None
     if not f.is_integer():
-        raise io.InputError(f"{what} must be a whole number, got {value}")
+        raise InputError(f"{what} must be a whole number, got {value}")
     return int(f)
 
 
@@ -287,37 +286,37 @@ def job_from_ui(
     8 (the decoder needs it). The controls apply to photos and videos only.
     """
     if source not in SOURCES:
-        raise io.InputError(f"choose the input: {' or '.join(SOURCES)}")
+        raise InputError(f"choose the input: {' or '.join(SOURCES)}")
     side = _int(size, "Output size")
     if side != 0 and not 64 <= side <= limits.max_side:
-        raise io.InputError(f"Output size must be between 64 and {limits.max_side} px (0 keeps the photo's size), got {side}")
+        raise InputError(f"Output size must be between 64 and {limits.max_side} px (0 keeps the photo's size), got {side}")
     own = _path(model_upload)
     if own is not None:
         model, label = own, own.stem
     else:
         models = bundled_models()
         if not models:
-            raise io.InputError("no bundled generator found in mgan/assets/; upload a generator file (.safetensors)")
+            raise InputError("no bundled generator found in mgan/assets/; upload a generator file (.safetensors)")
         label = model_name or next(iter(models))
         if label not in models:
-            raise io.InputError(f"unknown style {label!r}; choose one of {', '.join(models)}")
+            raise InputError(f"unknown style {label!r}; choose one of {', '.join(models)}")
         model = models[label]
     if source == SOURCES[1]:
         if noise not in NOISE_KINDS:
-            raise io.InputError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
+            raise InputError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
         seed_value = _int(seed, "Seed")
         if not 0 <= seed_value < 2**63:
-            raise io.InputError(f"Seed must be between 0 and 2^63 - 1, got {seed_value}")
+            raise InputError(f"Seed must be between 0 and 2^63 - 1, got {seed_value}")
         side = side or DEFAULT_SIZE
         if tileable:
             side = side // 8 * 8
         return Job("noise", model, label, noise=noise, seed=seed_value, tileable=bool(tileable), size=side)
     path = _path(upload)
     if path is None:
-        raise io.InputError("upload a photo or a short video first (or choose Noise)")
+        raise InputError("upload a photo or a short video first (or choose Noise)")
     strength = 1.0 if strength is None else strength
     if not 0.0 <= float(strength) <= 1.0:
-        raise io.InputError(f"Strength must be in [0, 1], got {strength}")
+        raise InputError(f"Strength must be in [0, 1], got {strength}")
     return Job("upload", model, label, upload=path, name=path.name, size=side, strength=float(strength),
                preserve_colors=bool(preserve_colors), mask=_path(mask))
 
@@ -333,7 +332,7 @@ def _user_message(exc: BaseException, job_paths: dict[str, str]) -> str:
 def _out_size(w: int, h: int, side: int, limits: Limits, name: str) -> tuple[int, int]:
     """Output ``(W, H)``: longest side ``side`` (0: unchanged, which must fit ``limits.max_side``)."""
     if side == 0 and max(w, h) > limits.max_side:
-        raise io.InputError(
+        raise InputError(
             f"{name} is {w}x{h}; the app makes images up to {limits.max_side} px on the longest side: set Output size"
         )
     return decode.target_size(w, h, side or None)
@@ -351,7 +350,7 @@ def run_job(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits = Li
             progress: Progress | None = None) -> Result:
     """Decode ``job`` with ``decoder``; the output is written into ``folder``.
 
-    Raises :class:`~mgan.io.InputError` with a message in the user's terms (their file
+    Raises :class:`~mgan.errors.InputError` with a message in the user's terms (their file
     names, not the app's temporary paths) for anything wrong with the inputs.
     """
     names = {str(p): p.name for p in (job.upload, job.mask) if p is not None}
@@ -360,12 +359,12 @@ def run_job(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits = Li
     try:
         if job.source == "noise":
             result = _run_noise(job, decoder, folder, progress)
-        elif decode.is_video(job.upload):
+        elif video.is_video(job.upload):
             result = _run_video(job, decoder, folder, limits, progress)
         else:
             result = _run_image(job, decoder, folder, limits, progress)
     except USER_ERRORS as exc:
-        raise io.InputError(_user_message(exc, names)) from None
+        raise InputError(_user_message(exc, names)) from None
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -396,7 +395,7 @@ def _run_image(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits, 
 
     w0, h0 = io.probe_image(job.upload, min_side=8)
     if w0 * h0 > limits.max_pixels:
-        raise io.InputError(
+        raise InputError(
             f"{job.name} is {w0}x{h0} ({w0 * h0 / 1e6:.0f} MP); the app accepts images up to "
             f"{limits.max_pixels / 1e6:.0f} MP (start it with --max-pixels N to allow more)"
         )
@@ -415,11 +414,11 @@ def _run_image(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits, 
 
 
 def _close_video(frames) -> None:
-    """Close a :func:`~mgan.decode.read_video` iterator: its container is closed by the generator's
+    """Close a :func:`~mgan.video.read_video` iterator: its container is closed by the generator's
     ``finally``, which runs only once the generator has started, so start it first."""
     try:
         next(frames, None)
-    except io.InputError:
+    except InputError:
         pass  # a corrupt stream: the generator has closed its container already
     frames.close()
 
@@ -428,21 +427,21 @@ def _run_video(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits, 
     from mgan import controls  # noqa: PLC0415
 
     ctl = _controls(job)
-    frames, fps, count = decode.read_video(job.upload)
+    frames, fps, count = video.read_video(job.upload)
     out = folder / f"{_safe_stem(job.name)}-{_safe_stem(job.model_name)}.mp4"
     w = h = n = 0
     try:
         if count > limits.max_frames:
-            raise io.InputError(
+            raise InputError(
                 f"{job.name} has {count} frames; the app decodes videos of up to {limits.max_frames} frames "
                 f"({limits.max_frames / float(fps):.0f} s here): trim it or use python -m mgan.decode"
             )
-        writer = decode.VideoWriter(out, fps, frames.time_base)  # input timestamps kept
+        writer = video.VideoWriter(out, fps, frames.time_base)  # input timestamps kept
         ok = False
         try:
             for i, frame in enumerate(frames):
                 if i >= limits.max_frames:
-                    raise io.InputError(f"{job.name} is longer than {limits.max_frames} frames; trim it")
+                    raise InputError(f"{job.name} is longer than {limits.max_frames} frames; trim it")
                 if i == 0:
                     w, h = _out_size(frame.shape[-1], frame.shape[-2], job.size, limits, job.name)
                     w, h = max(8, w // 2 * 2), max(8, h // 2 * 2)  # yuv420p needs even sides
@@ -451,7 +450,7 @@ def _run_video(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits, 
                 if progress:
                     progress((i + 1) / count if count else 0.5, f"frame {i + 1}" + (f" of {count}" if count else ""))
             if writer.frames == 0:
-                raise io.InputError(f"{job.name}: the video has no frames")
+                raise InputError(f"{job.name}: the video has no frames")
             ok = True
         finally:
             n = writer.frames
@@ -477,22 +476,22 @@ def check_upload(path: Path, limits: Limits = Limits()) -> str:  # noqa: B008
     """Describe an uploaded photo or video in one line, or raise InputError (shown at once on upload)."""
     names = {str(path): path.name}
     try:
-        if decode.is_video(path):
-            frames, fps, count = decode.read_video(path)
+        if video.is_video(path):
+            frames, fps, count = video.read_video(path)
             _close_video(frames)  # decodes the first frame: a stream that cannot be decoded is found now
             length = f"{count} frames" if count else "unknown length"
             if count > limits.max_frames:
-                raise io.InputError(f"{path.name} has {count} frames; the app decodes up to {limits.max_frames}")
+                raise InputError(f"{path.name} has {count} frames; the app decodes up to {limits.max_frames}")
             return f"{path.name}: video, {length} at {float(fps):.3g} fps"
         w, h = io.probe_image(path, min_side=8)
         if w * h > limits.max_pixels:
-            raise io.InputError(
+            raise InputError(
                 f"{path.name} is {w}x{h} ({w * h / 1e6:.0f} MP); the app accepts images up to {limits.max_pixels / 1e6:.0f} MP"
             )
         io.load_image(path, min_side=8)  # a truncated file shows only when its pixels are decoded
         return f"{path.name}: {w}x{h} photo"
     except USER_ERRORS as exc:
-        raise io.InputError(_user_message(exc, names)) from None
+        raise InputError(_user_message(exc, names)) from None
 
 
 # ----------------------------------------------------------------------------- page
@@ -531,11 +530,11 @@ def build(cache: DecoderCache, files: AppFiles, limits: Limits = Limits()):  # n
             return gr.update(value=None, visible=False), ""
         try:
             info = check_upload(path, limits)
-        except io.InputError as exc:
+        except InputError as exc:
             raise fail(str(exc)) from None
         except Exception:  # noqa: BLE001  (a bug must not stop the app; it is logged)
             raise fail(_log_unexpected("Reading the upload")) from None
-        preview = None if decode.is_video(path) else str(path)
+        preview = None if video.is_video(path) else str(path)
         return gr.update(value=preview, visible=preview is not None), info
 
     def on_model_upload(upload):
@@ -664,17 +663,17 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
-        raise io.InputError(f"--port must be in 1..65535, got {args.port}")
+        raise InputError(f"--port must be in 1..65535, got {args.port}")
     if min(args.max_side, args.max_pixels, args.max_frames, args.max_upload_mb, args.models_kept) < 1:
-        raise io.InputError("--max-side, --max-pixels, --max-frames, --max-upload-mb and --models-kept must be >= 1")
+        raise InputError("--max-side, --max-pixels, --max-frames, --max-upload-mb and --models-kept must be >= 1")
     try:
         import gradio  # noqa: F401, PLC0415
     except ImportError:
-        raise io.InputError('the app needs Gradio: pip install -e ".[app]"') from None
+        raise InputError('the app needs Gradio: pip install -e ".[app]"') from None
     limits = Limits(args.max_side, args.max_pixels, args.max_frames, args.max_upload_mb)
     io.set_max_pixels(max(args.max_pixels, io.DEFAULT_MAX_PIXELS))
     if not args.tile_memory > 0:
-        raise io.InputError(f"--tile-memory must be > 0, got {args.tile_memory}")
+        raise InputError(f"--tile-memory must be > 0, got {args.tile_memory}")
     cache = DecoderCache(args.device, args.precision, capacity=args.models_kept, tile_memory_mb=args.tile_memory)
     files = AppFiles(args.temp_dir)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -63,6 +63,7 @@ from torch import Tensor, nn
 
 from mgan import io
 from mgan import precision as prec
+from mgan.errors import InputError
 
 CHOICES = ("auto", "torch", "openvino", "onnxruntime")
 FAST = ("openvino", "onnxruntime")  # the optional backends, in the order auto measures them
@@ -254,7 +255,7 @@ class Dispatch:
             try:
                 export_onnx(self.net(), path)
             except OSError as exc:
-                raise io.InputError(f"cannot write the backend cache {path.parent} ({exc.strerror or exc}); "
+                raise InputError(f"cannot write the backend cache {path.parent} ({exc.strerror or exc}); "
                                     "set MGAN_CACHE_DIR to a writable folder or use --backend torch") from None
         return path
 
@@ -343,11 +344,11 @@ def check(backend: str, device: torch.device, compile: bool = False) -> tuple[st
 
     ``"torch"`` stays torch; ``"auto"`` becomes ``"torch"`` where no other backend could
     run (GPU, ``compile``, nothing installed) and stays ``"auto"`` otherwise. An explicit
-    ``"openvino"`` / ``"onnxruntime"`` that cannot run raises :class:`mgan.io.InputError`
+    ``"openvino"`` / ``"onnxruntime"`` that cannot run raises :class:`mgan.errors.InputError`
     (one line, exit 2 in the CLIs).
     """
     if backend not in CHOICES:
-        raise io.InputError(f"backend must be one of {', '.join(CHOICES)}, got {backend!r}")
+        raise InputError(f"backend must be one of {', '.join(CHOICES)}, got {backend!r}")
     if backend == "torch":
         return backend, "requested"
     if backend == "auto":
@@ -359,12 +360,12 @@ def check(backend: str, device: torch.device, compile: bool = False) -> tuple[st
             return "torch", "auto: openvino and onnxruntime are not installed (pip install 'mgan[fast]')"
         return backend, "auto"
     if not installed(backend):
-        raise io.InputError(f"--backend {backend} needs the {PACKAGES[backend]} package: "
+        raise InputError(f"--backend {backend} needs the {PACKAGES[backend]} package: "
                             f"pip install 'mgan[fast]' (or {PACKAGES[backend]}), or use --backend torch")
     if device.type != "cpu":
-        raise io.InputError(f"--backend {backend} runs on the CPU; got --device {device} (use --backend torch)")
+        raise InputError(f"--backend {backend} runs on the CPU; got --device {device} (use --backend torch)")
     if compile:
-        raise io.InputError(f"--compile is torch.compile: it applies to --backend torch, not {backend}")
+        raise InputError(f"--compile is torch.compile: it applies to --backend torch, not {backend}")
     return backend, "requested"
 
 

@@ -6,8 +6,8 @@ Every ``main(argv) -> int`` parses its arguments and hands the rest of its work 
 =============================================  ======  ==========================================
 exception                                      status  line on stderr
 =============================================  ======  ==========================================
-:class:`mgan.io.InputError`, ``ConfigError``     2     ``error: <message>``
-:class:`mgan.vgg.WeightsError`                   2     ``error: <message>``
+``InputError``, ``ConfigError`` (mgan.errors)     2     ``error: <message>``
+``WeightsError`` (mgan.errors)                   2     ``error: <message>``
 ``OSError`` ENOSPC / EDQUOT (disk full)          1     ``error: disk full while writing <file>: ...``
 ``OSError`` EACCES / EPERM / EROFS / ENOTDIR /   2     ``error: cannot write <file>: ...``
 EISDIR (unwritable output)
@@ -32,24 +32,11 @@ import signal
 import sys
 from collections.abc import Callable
 
-from mgan.config import ConfigError
-from mgan.io import InputError
-from mgan.vgg import WeightsError
+from mgan.errors import ConfigError, InputError, WeightsError, one_line
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
 
-
-def one_line(exc: BaseException) -> str:
-    """The first non-empty line of ``str(exc)`` (the exception's type name if there is none).
-
-    Some messages wrap multi-line library text (``torch.load``'s ``weights_only``
-    refusal is a paragraph); the contract is one line per error.
-    """
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
 
 
 def os_error_line(exc: OSError) -> tuple[str, int] | None:
@@ -78,7 +65,7 @@ def check_finite_options(args: argparse.Namespace) -> None:
 def resolve_device(name: str = "auto"):  # -> torch.device; torch is imported on use (nothing heavy at import)
     """``auto`` -> CUDA when present, else CPU; otherwise ``torch.device(name)``; InputError if unusable.
 
-    The one device rule of every CLI and engine (``mgan.mdan`` re-exports it).
+    The one device rule of every CLI and engine: import it from here.
     """
     import torch  # noqa: PLC0415
 

@@ -32,17 +32,18 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mgan import cli, io, losses, patches, precision
-from mgan.config import ConfigError, from_dict
+from mgan.cli import resolve_device
+from mgan.config import check_choices, from_dict
 from mgan.data import augment, augmentations
-from mgan.gatys import RunStats, check_image_path, optimize_image, resize_longest
-from mgan.mdan import resolve_device
-from mgan.vgg import LAYER_INDEX, VGG19Encoder, layer_scale
+from mgan.errors import ConfigError, InputError
+from mgan.optim import Level, RunStats, coarse_to_fine, optimize_image
+from mgan.vgg import VGG19Encoder, check_feature_layer, layer_scale
 
 
 @dataclass
@@ -63,7 +64,7 @@ class CNNMRFConfig:
     content_layer: str = "relu4_2"  # run_trans.lua passes layer 23 (relu4_2); the wrapper's fallback is relu4_1
     content_weight: float = 20.0  # alpha on the content MSE
     tv_weight: float = 1e-3  # gamma, on the 0-255 image
-    init: str = "content"  # "content" or "noise" (texture synthesis always starts from noise)
+    init: Literal["content", "noise"] = "content"  # texture synthesis always starts from noise
     noise_std: float = 0.25
     lr: float = 1.0  # L-BFGS step scale
     history_size: int = 25  # L-BFGS memory (nCorrection)
@@ -75,6 +76,7 @@ class CNNMRFConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
+        check_choices(self)
         if self.size < 32 or self.style_size < 32:
             raise ConfigError(f"size and style_size must be >= 32, got {self.size}, {self.style_size}")
         if not 1 <= self.levels <= 5:
@@ -83,9 +85,9 @@ class CNNMRFConfig:
             raise ConfigError(f"iterations: must be >= 0, got {self.iterations}")
         if not self.mrf_layers or len(self.mrf_weights) != len(self.mrf_layers):
             raise ConfigError(f"mrf_weights: {len(self.mrf_weights)} weights for {len(self.mrf_layers)} mrf_layers")
-        for name in (*self.mrf_layers, self.content_layer):
-            if name not in LAYER_INDEX or name.startswith("pool"):
-                raise ConfigError(f"layer {name!r} is not a VGG-19 conv/relu layer")
+        for name in self.mrf_layers:
+            check_feature_layer(name, "mrf_layers")
+        check_feature_layer(self.content_layer, "content_layer")
         if self.patch_size < 1 or self.synthesis_stride < 1 or self.style_stride < 1 or self.chunk < 1:
             raise ConfigError("patch_size, synthesis_stride, style_stride and chunk must be >= 1")
         for name in ("content_weight", "tv_weight", "noise_std"):
@@ -95,8 +97,6 @@ class CNNMRFConfig:
             raise ConfigError("mrf_weights: must be >= 0")
         if not self.angles or not self.scales or any(s <= 0 for s in self.scales):
             raise ConfigError("angles and scales must be non-empty, scales > 0")
-        if self.init not in ("content", "noise"):
-            raise ConfigError(f"init: must be 'content' or 'noise', got {self.init!r}")
         if self.lr <= 0 or self.history_size < 1:
             raise ConfigError("lr must be > 0 and history_size >= 1")
         precision.check(self.precision)
@@ -140,9 +140,9 @@ class CNNMRF:
         self.encoder = (encoder or VGG19Encoder(taps, weights=config.vgg_weights, precision=self.precision)).to(
             self.device
         )
-        self.style = resize_longest(style, config.style_size).to(self.device)
+        self.style = io.resize_longest(style, config.style_size).to(self.device)
         if min(self.style.shape[-2:]) < config.min_side:
-            raise io.InputError(f"style image too small: each side must be >= {config.min_side} px")
+            raise InputError(f"style image too small: each side must be >= {config.min_side} px")
         self._pools: dict[float, dict[str, tuple[Tensor, Tensor]]] = {}
 
     @torch.no_grad()
@@ -153,7 +153,7 @@ class CNNMRF:
         cfg = self.cfg
         style = self.style
         if scale != 1.0:
-            style = resize_longest(style, max(cfg.min_side, round(max(style.shape[-2:]) * scale)))
+            style = io.resize_longest(style, max(cfg.min_side, round(max(style.shape[-2:]) * scale)))
         raw: dict[str, list[Tensor]] = {name: [] for name in cfg.mrf_layers}
         for angle, s, flip in augmentations(cfg.angles, cfg.scales, flip=False):
             feats = self.encoder(augment(style, angle, s, flip), cfg.mrf_layers)
@@ -164,7 +164,7 @@ class CNNMRF:
         pool = {}
         for name, parts in raw.items():
             if not parts:
-                raise io.InputError(f"style image too small for {cfg.patch_size}x{cfg.patch_size} patches on {name}")
+                raise InputError(f"style image too small for {cfg.patch_size}x{cfg.patch_size} patches on {name}")
             p = torch.cat(parts)
             pool[name] = (p, patches.normalize_patches(p).to(p.dtype))
         self._pools[scale] = pool
@@ -203,7 +203,7 @@ class CNNMRF:
         gen = torch.Generator().manual_seed(cfg.seed)
         full = tuple(content.shape[-2:]) if content is not None else (size or (cfg.size, cfg.size))
         if cfg.coarsest(min(full)) < cfg.min_side:
-            raise io.InputError(
+            raise InputError(
                 f"image {full[1]}x{full[0]} is too small for {cfg.levels} levels: the coarsest level needs "
                 f"sides >= {cfg.min_side} px; use fewer --levels or a larger image"
             )
@@ -211,31 +211,18 @@ class CNNMRF:
             content = content.to(self.device).float()
         stats = RunStats()
         t0 = time.perf_counter()
-        x: Tensor | None = None
-        for level in range(cfg.levels):
-            scale = 1.0 / 2 ** (cfg.levels - 1 - level)
-            hw = (round(full[0] * scale), round(full[1] * scale))
-            target, c_l = None, None
-            if content is not None:
-                c_l = content if hw == full else F.interpolate(
-                    content, size=hw, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-                if cfg.content_weight > 0:
-                    with torch.no_grad():
-                        target = self.encoder(c_l, [cfg.content_layer])[cfg.content_layer].float()
-            if x is not None:
-                x0 = F.interpolate(x, size=hw, mode="bicubic", align_corners=False)
-            elif c_l is not None and cfg.init == "content":
-                x0 = c_l
-            else:
-                x0 = (0.5 + cfg.noise_std * torch.randn(1, 3, *hw, generator=gen)).to(self.device)
-            v = (x0 * 255.0).detach().clone().requires_grad_(True)
-            loss_fn = functools.partial(self.loss, pool=self.style_pool(scale), content_target=target)
-            hist = optimize_image(v, loss_fn, "lbfgs", cfg.iterations, cfg.lr, cfg.history_size, progress,
-                                  f"cnnmrf {hw[1]}x{hw[0]}")
-            stats.loss.extend(hist)
-            stats.iterations += len(hist)
-            x = (v.detach() / 255.0).clamp(0, 1)
-        assert x is not None
+
+        def optimize(v: Tensor, level: Level) -> list[float]:
+            target = None
+            if level.content is not None and cfg.content_weight > 0:
+                with torch.no_grad():
+                    target = self.encoder(level.content, [cfg.content_layer])[cfg.content_layer].float()
+            loss_fn = functools.partial(self.loss, pool=self.style_pool(level.scale), content_target=target)
+            h, w = level.size
+            return optimize_image(v, loss_fn, "lbfgs", cfg.iterations, cfg.lr, cfg.history_size, progress,
+                                  f"cnnmrf {w}x{h}")
+
+        x = coarse_to_fine(optimize, full, cfg.levels, content, cfg.init, cfg.noise_std, gen, self.device, stats=stats)
         stats.seconds = time.perf_counter() - t0
         return x.float().cpu(), stats
 
@@ -310,7 +297,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     io.set_max_pixels(args.max_pixels)
     device = resolve_device(args.device)
-    check_image_path(args.out)
+    io.check_output_image(args.out)
     io.check_outputs([("--out", args.out)], [(o, p) for o, p in (("--style", args.style), ("--content", args.content))
                                              if p is not None])
     style = io.load_image(args.style, min_side=cfg.min_side)

@@ -1,8 +1,10 @@
 """Dataclass configs: YAML load/dump, ``--set key=value`` overrides, validation.
 
 One YAML file maps to one dataclass (nested dataclasses for sections). Unknown keys,
-wrong types and impossible values raise :class:`ConfigError` (a ``ValueError``)
-naming the key; CLIs turn it into a usage error (exit 2).
+wrong types and impossible values raise :class:`~mgan.errors.ConfigError` (a
+``ValueError``, re-exported here) naming the key; CLIs turn it into a usage error (exit 2).
+A key with a fixed set of values is annotated ``Literal[...]``: :func:`from_dict` checks it
+on load, and :func:`check_choices` (called by ``validate()``) for a config built in code.
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mgan.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config key, type or value is wrong; the message names the key."""
 
 
 def _check_type(value: Any, tp: Any, key: str) -> Any:
@@ -106,6 +106,20 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         except ConfigError as exc:
             raise ConfigError(f"{prefix}{exc}" if prefix and not str(exc).startswith(prefix) else str(exc)) from None
     return obj
+
+
+def check_choices(obj: Any, prefix: str = "") -> None:
+    """ConfigError naming the key unless every ``Literal[...]`` field of dataclass ``obj`` holds one of its values.
+
+    :func:`from_dict` already refuses other values on load; ``validate()`` calls this so a
+    config constructed in code (``GatysConfig(pooling="mean")``) gets the same one line
+    (``pooling: must be one of ['max', 'avg'], got 'mean'``).
+    """
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        tp = hints[f.name]
+        if typing.get_origin(tp) is typing.Literal:
+            _check_type(getattr(obj, f.name), tp, prefix + f.name)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from mgan import io
+from mgan.errors import InputError
 
 BAND_ROWS = 256  # rows per in-place band: bounds the temporaries of a huge image
 # BT.601 / NTSC luma (Y of YIQ, YUV and YCbCr alike).
@@ -74,10 +75,10 @@ class Controls:
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.strength) <= 1.0:
-            raise io.InputError(f"--strength must be in [0, 1], got {self.strength}")
+            raise InputError(f"--strength must be in [0, 1], got {self.strength}")
         m = self.mask
         if m is not None and (m.dim() != 4 or m.shape[:2] != (1, 1)):
-            raise io.InputError(f"a mask must be [1, 1, H, W], got {tuple(m.shape)}")
+            raise InputError(f"a mask must be [1, 1, H, W], got {tuple(m.shape)}")
 
     @property
     def active(self) -> bool:
@@ -135,9 +136,9 @@ def apply(styled: Tensor, photo: Tensor | None, controls: Controls) -> Tensor:
     if not controls.active:
         return styled
     if photo is None:
-        raise io.InputError("--strength, --preserve-colors and --mask need a photo (--input); noise has none")
+        raise InputError("--strength, --preserve-colors and --mask need a photo (--input); noise has none")
     if photo.shape != styled.shape:
-        raise io.InputError(f"photo {tuple(photo.shape)} and output {tuple(styled.shape)} differ in size")
+        raise InputError(f"photo {tuple(photo.shape)} and output {tuple(styled.shape)} differ in size")
     h, w = styled.shape[-2:]
     mask = None if controls.mask is None else resize_mask(controls.mask, h, w)
     a = float(controls.strength)
@@ -158,7 +159,7 @@ def load_mask(path: str | os.PathLike) -> Tensor:
 
     Colour masks are reduced to their luma; an alpha channel is composited on black (a
     transparent pixel keeps the photo); 16-bit and float images are rescaled. Raises
-    :class:`mgan.io.InputError` with one line for a missing, corrupt or non-image file.
+    :class:`mgan.errors.InputError` with one line for a missing, corrupt or non-image file.
     """
     path = Path(path)
     with io._reading(path):  # the same one-line errors as every image mgan reads

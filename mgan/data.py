@@ -103,11 +103,6 @@ class CropSet:
         return cls(state["photo"], state["target"], state["index"], state["files"])
 
 
-def to_uint8(x: Tensor) -> Tensor:
-    """``[..., H, W]`` float in ``[0, 1]`` -> uint8 (rounded, clamped)."""
-    return x.clamp(0, 1).mul(255).round_().to(torch.uint8)
-
-
 def crop_grid(height: int, width: int, size: int, stride: int) -> list[tuple[int, int]]:
     """Top-left corners ``(y, x)`` of ``size`` crops at ``stride``, plus crops flush with the
     bottom/right border when the grid stops short of it (every pixel is covered).
@@ -144,7 +139,7 @@ def paired_crops(
     where: list[tuple[int, int, int]] = []
     pair = torch.cat([photo, target]).float()
     for a, (angle, scale, flip) in enumerate(augs):
-        both = to_uint8(augment(pair, angle, scale, flip))
+        both = io.quantize(augment(pair, angle, scale, flip))
         for y, x in crop_grid(both.shape[2], both.shape[3], size, stride):
             crop = both[:, :, y : y + size, x : x + size]
             pc.append(crop[0])

@@ -5,21 +5,11 @@ style transfer, Perlin or brown noise for unguided texture synthesis, Fig. 13) i
 the trained style: ``image -> VGG relu4_1 -> G -> image``. :class:`Decoder` is the
 engine (also used by training and evaluation code); :func:`main` is the CLI.
 
-Any size in bounded memory. The paper notes memory "can be reduced by subdividing the
-input photo into blocks" but leaves it unexplored (Sec. 5: 2.5 GB for 512^2). Here the
-image is cut into tiles whose halo (:data:`HALO` px) covers the receptive field of
-VGG-to-relu4_1 (32 px, measured: features are bit-identical beyond it) plus that of
-``G`` (2 relu4_1 cells = 16 px for both its upsampling modes, FS-conv and nearest-resize
-conv; computed per generator by :meth:`~mgan.generator.Generator.halo_cells`). Each tile
-runs through encoder and ``G`` with plain zero padding, and only its halo-free core is
-kept, so the tiled result *is* the untiled decode (up to float rounding of different
-conv shapes): no blending is needed and no seam can appear. The tile side is chosen
-from a memory budget (``tile_memory_mb``).
-
-Tileable textures use the same machinery: the halo is taken with wrap-around
-indexing, which equals circular padding in every conv of encoder and ``G`` (max-pool
-needs sizes that are multiples of 8, which tileable decodes require), so the output
-wraps seamlessly.
+Any size in bounded memory: the image is cut into tiles whose halo covers the receptive
+field of encoder and ``G`` (:mod:`mgan.tiling`, which holds the argument why the tiled
+result *is* the untiled decode, and why the wrap-around halo of ``--tileable`` equals
+circular padding). The tile side is chosen from a memory budget (``tile_memory_mb``).
+Videos are read and written frame by frame with their timestamps (:mod:`mgan.video`).
 
 Inference uses ``G`` in eval mode: its BatchNorm layers apply their running
 statistics and are folded into the preceding (fractionally-strided) convolutions. The
@@ -47,17 +37,11 @@ where installed and faster (:mod:`mgan.backends`); the tiling is the same, so ar
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -65,20 +49,18 @@ from torch import Tensor, nn
 from mgan import cli, controls, io
 from mgan import precision as prec  # `precision` is a Decoder argument
 from mgan.assets import DEFAULT_MODEL_NAME, asset_path
+from mgan.errors import InputError
+from mgan.tiling import ENCODER_HALO, Span, axis_spans, run_tiled
+from mgan.video import VIDEO_OUT_FORMATS, VideoWriter, is_video, read_video
 
 DEFAULT_MODEL = asset_path(DEFAULT_MODEL_NAME)  # package data (mgan/assets/): an installed wheel has it too
 
-ENCODER_HALO = 32  # px: receptive-field radius of VGG-19 relu4_1 (measured, multiple of 8)
-G_HALO = 2  # relu4_1 cells: receptive-field radius of the paper's G (Generator.halo_cells(), either upsample)
-HALO = ENCODER_HALO + 8 * G_HALO  # px kept around each tile core (Decoder.halo: from its own G)
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-autocast")
 # Peak working bytes per tile pixel beyond the output buffer, measured on CPU (channels_last,
 # full-width G, 512^2 and 1024^2 tiles: ~290 bf16, ~510 fp32) plus ~10% margin; dominated by
 # the 64-channel relu1_x maps and oneDNN reorders.
 BYTES_PER_PIXEL = {"fp32": 560, "bf16": 320, "bf16-autocast": 560}
 DEFAULT_TILE_MEMORY_MB = 512
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
-VIDEO_OUT_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".m4v": "mp4"}
 IMAGE_OUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -144,13 +126,12 @@ class _Pipeline(nn.Module):
         return (y.float() + 1) * 0.5
 
 
-@functools.lru_cache(maxsize=4)
 def _encoder(layer: str, weights: str, pooling: str, precision: str, channels_last: bool, device: str) -> nn.Module:
-    """A frozen VGG-19 encoder, shared by decoders with the same settings (it is stateless)."""
-    from mgan.vgg import VGG19Encoder  # noqa: PLC0415
+    """A frozen VGG-19 encoder, shared with every other user of the same settings (it is stateless)."""
+    from mgan.vgg import shared_encoder  # noqa: PLC0415
 
-    enc = VGG19Encoder((layer,), weights=weights, pooling=pooling, precision=precision, channels_last=channels_last)
-    return enc.to(device)
+    return shared_encoder((layer,), weights=weights, pooling=pooling, precision=precision,
+                          channels_last=channels_last, device=device)
 
 
 def _compiled(module: nn.Module):
@@ -170,56 +151,6 @@ def _compiled(module: nn.Module):
             return fn(x)
 
     return run
-
-
-# ----------------------------------------------------------------------------- tiling
-
-
-@dataclass(frozen=True)
-class Span:
-    """One tile along one axis: read ``src_len`` pixels from ``src_start`` (wrapped modulo
-    the axis length when tileable), keep ``core_len`` pixels from ``core_offset`` inside
-    the tile and write them at ``out_start`` of the output."""
-
-    src_start: int
-    src_len: int
-    core_offset: int
-    out_start: int
-    core_len: int
-
-
-def axis_spans(n: int, core: int | None, halo: int = HALO, wrap: bool = False) -> list[Span]:
-    """Cut an axis of ``n`` pixels into tiles of at most ``core`` pixels plus ``halo`` each side.
-
-    All tiles of an axis have the same source length (compiled kernels and oneDNN
-    primitives are reused); cores are evened out and the last one may overlap its
-    neighbour (it writes identical values). Without ``wrap``, halos are clipped by
-    sliding the tile inside the image, as the untiled decode zero-pads only at the
-    image border. ``core=None`` gives one tile.
-    """
-    if wrap:
-        if core is None or core >= n:
-            return [Span(-halo, n + 2 * halo, halo, 0, n)]
-    elif core is None or core + 2 * halo >= n:
-        return [Span(0, n, 0, 0, n)]
-    k = math.ceil(n / core)
-    core = min(n, math.ceil(n / k / 8) * 8)
-    spans = []
-    for i in range(k):
-        c0 = min(i * core, n - core)
-        length = core + 2 * halo
-        s = c0 - halo if wrap else min(max(c0 - halo, 0), n - length)
-        spans.append(Span(s, length, c0 - s, c0, core))
-    return spans
-
-
-def _take(x: Tensor, dim: int, start: int, length: int) -> Tensor:
-    """``x`` narrowed to ``[start, start + length)`` along ``dim``, wrapping around its size."""
-    n = x.shape[dim]
-    if 0 <= start and start + length <= n:
-        return x.narrow(dim, start, length)
-    idx = torch.arange(start, start + length, device=x.device) % n
-    return x.index_select(dim, idx)
 
 
 # ----------------------------------------------------------------------------- engine
@@ -260,33 +191,32 @@ class Decoder:
         backend: str = "torch",
     ) -> None:
         from mgan.generator import Generator, load_release  # noqa: PLC0415
-        from mgan.mdan import resolve_device  # noqa: PLC0415
         from mgan.vgg import layer_scale  # noqa: PLC0415
 
         if precision not in PRECISIONS:
-            raise io.InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile >= 8)):
-            raise io.InputError(f"tile must be 'auto', None or an integer >= 8, got {tile!r}")
+            raise InputError(f"tile must be 'auto', None or an integer >= 8, got {tile!r}")
         if not 0 < tile_memory_mb < math.inf:  # NaN fails every comparison: refused too
-            raise io.InputError(f"tile memory must be a finite number > 0 MB, got {tile_memory_mb}")
-        self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+            raise InputError(f"tile memory must be a finite number > 0 MB, got {tile_memory_mb}")
+        self.device = device if isinstance(device, torch.device) else cli.resolve_device(str(device))
         if precision == "auto":
             precision = prec.resolve(precision, self.device)
         if isinstance(model, Generator):
             G, self.extra = model, {}
         elif isinstance(model, nn.Module):
-            raise io.InputError(f"model must be an mgan Generator or a release file, got {type(model).__name__}")
+            raise InputError(f"model must be an mgan Generator or a release file, got {type(model).__name__}")
         else:
             path = Path(model)
             if not path.is_file() and path == DEFAULT_MODEL:
-                raise io.InputError(
+                raise InputError(
                     f"the bundled generator {path} is missing (no trained model shipped yet); "
                     "train one or pass --model FILE.safetensors"
                 )
             G, self.extra = load_release(path)
         cfg = G.config
         if layer_scale(cfg.encoder_layer) != G.upscale:
-            raise io.InputError(
+            raise InputError(
                 f"generator upsamples x{G.upscale} but its encoder layer {cfg.encoder_layer} is at 1/{layer_scale(cfg.encoder_layer)}"
             )
         self.config = cfg
@@ -356,41 +286,19 @@ class Decoder:
         multiples of 8.
         """
         if image.dim() != 4 or image.shape[1] != 3:
-            raise io.InputError(f"decode expects [N, 3, H, W] RGB, got {tuple(image.shape)}")
-        n, _, h0, w0 = image.shape
+            raise InputError(f"decode expects [N, 3, H, W] RGB, got {tuple(image.shape)}")
+        h0, w0 = image.shape[-2:]
         if min(h0, w0) < self.scale:
-            raise io.InputError(f"image is too small to decode ({w0}x{h0}); each side must be at least {self.scale} px")
+            raise InputError(f"image is too small to decode ({w0}x{h0}); each side must be at least {self.scale} px")
         if tileable and (h0 % self.scale or w0 % self.scale):
-            raise io.InputError(f"a tileable decode needs sides that are multiples of {self.scale}, got {w0}x{h0}")
+            raise InputError(f"a tileable decode needs sides that are multiples of {self.scale}, got {w0}x{h0}")
         x = image.float()
         ph, pw = (-h0) % self.scale, (-w0) % self.scale
         if ph or pw:
             x = nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
         H, W = x.shape[-2:]
         rows, cols = self.plan(H, W, tileable)
-        out = torch.empty(n, 3, H, W)
-        total = n * len(rows) * len(cols)
-        bar = None
-        if progress and total > 1:
-            from tqdm import tqdm  # noqa: PLC0415
-
-            bar = tqdm(total=total, desc="tiles", unit="tile", file=sys.stderr, dynamic_ncols=True, leave=False)
-        for i in range(n):
-            xi = x[i : i + 1]
-            for r in rows:
-                band = _take(xi, 2, r.src_start, r.src_len)
-                for c in cols:
-                    tile = _take(band, 3, c.src_start, c.src_len)
-                    tile = tile.to(self.device).contiguous(memory_format=self.memory_format)
-                    y = self._run(tile)
-                    core = y[..., r.core_offset : r.core_offset + r.core_len, c.core_offset : c.core_offset + c.core_len]
-                    out[i : i + 1, :, r.out_start : r.out_start + r.core_len, c.out_start : c.out_start + c.core_len] = (
-                        core.to("cpu")
-                    )
-                    if bar is not None:
-                        bar.update()
-        if bar is not None:
-            bar.close()
+        out = run_tiled(self._run, x, rows, cols, self.device, self.memory_format, progress)
         return out[..., :h0, :w0] if (ph or pw) else out
 
 
@@ -413,7 +321,7 @@ def parse_size(text: str | None) -> tuple[int, int] | int | None:
             raise ValueError
         return v
     except ValueError:
-        raise io.InputError(f"--size must be N or WxH with sides >= 8, got {text!r}") from None
+        raise InputError(f"--size must be N or WxH with sides >= 8, got {text!r}") from None
 
 
 def target_size(w: int, h: int, size: tuple[int, int] | int | None) -> tuple[int, int]:
@@ -444,197 +352,6 @@ def blend_noise(photo: Tensor, noise_img: Tensor | None, weight: float) -> Tenso
     if weight == 0 or noise_img is None:
         return photo
     return torch.lerp(photo.float(), noise_img.float(), float(weight))
-
-
-def is_video(path: Path) -> bool:
-    """Whether ``path`` names a video by its extension."""
-    return path.suffix.lower() in VIDEO_EXTENSIONS
-
-
-def read_video(path: str | os.PathLike) -> tuple[VideoFrames, Fraction, int]:
-    """Open a video: ``(frames, fps, frame count or 0 if unknown)``; frames are ``[1, 3, H, W]`` in ``[0, 1]``.
-
-    Audio and other streams are ignored. Raises :class:`InputError` if the file cannot
-    be opened or has no video stream, and the iterator if not one frame decodes. Each
-    frame's timestamp is kept (:class:`VideoFrames`), so a variable-frame-rate video
-    keeps its timing; frames that cannot be decoded are skipped and counted.
-    """
-    from mgan.extras import require  # noqa: PLC0415
-
-    av = require("av", "video input")  # the [video] extra; one error line when it is missing
-
-    path = io.check_regular_file(path, "video")
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise io.InputError(f"{path}: cannot open video ({_first_line(exc)})") from None
-    if not container.streams.video:
-        container.close()
-        raise io.InputError(f"{path}: no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"  # frame/slice-threaded decoding in FFmpeg
-    fps = stream.average_rate or stream.guessed_rate or Fraction(25)
-    count = int(stream.frames or 0)
-    return VideoFrames(path, container, stream, Fraction(fps), count), Fraction(fps), count
-
-
-class VideoFrames:
-    """Iterator over the decoded frames of :func:`read_video`, ``[1, 3, H, W]`` in ``[0, 1]``.
-
-    After each frame, :attr:`pts` is its presentation time in :attr:`time_base` units
-    (``None`` if the file has none), for :meth:`VideoWriter.write`. Packets that fail
-    to decode (a damaged or truncated file) are skipped and counted in :attr:`lost`
-    rather than ending the video, as the timestamps keep the rest in sync;
-    :meth:`shortfall` says afterwards whether frames are missing. The container is
-    closed when the iterator is exhausted or :meth:`close` d.
-    """
-
-    def __init__(self, path: Path, container: Any, stream: Any, fps: Fraction, count: int) -> None:
-        self.path, self.fps, self.count = path, fps, count
-        self.time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
-        self.duration = container.duration / 1e6 if container.duration else None  # seconds, as announced
-        self.pts: int | None = None
-        self.decoded = 0
-        self.lost = 0
-        self._end: float | None = None  # seconds: the last decoded frame's time
-        self._gen = self._frames(container, stream)
-
-    def _frames(self, container: Any, stream: Any) -> Iterator[Tensor]:
-        import av  # noqa: PLC0415
-
-        first_error = None
-        try:
-            for packet in container.demux(stream):  # the last packet is empty: it flushes the decoder
-                try:
-                    decoded = packet.decode()
-                except av.FFmpegError as exc:
-                    self.lost += 1
-                    first_error = first_error or exc
-                    continue
-                for frame in decoded:
-                    self.pts = frame.pts
-                    if frame.pts is not None:
-                        self._end = float(frame.pts * self.time_base)
-                    self.decoded += 1
-                    arr = frame.to_ndarray(format="rgb24")
-                    yield torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        except av.FFmpegError as exc:  # the container itself is unreadable from here on
-            self.lost += 1
-            first_error = first_error or exc
-        finally:
-            container.close()
-        if self.decoded == 0 and first_error is not None:
-            raise io.InputError(f"{self.path}: cannot decode video ({_first_line(first_error)})")
-
-    def __iter__(self) -> VideoFrames:
-        return self
-
-    def __next__(self) -> Tensor:
-        return next(self._gen)
-
-    def close(self) -> None:
-        """Stop early and close the file."""
-        self._gen.close()
-
-    def shortfall(self) -> str | None:
-        """After the last frame: why the video looks incomplete (``None`` if it does not)."""
-        why = []
-        if self.count and self.decoded < self.count:
-            why.append(f"decoded {self.decoded} of the {self.count} frames its header announces")
-        elif self.duration and self._end is not None and self._end + 1.5 / float(self.fps) < self.duration:
-            why.append(f"its frames end at {self._end:.2f} s of the {self.duration:.2f} s it announces")
-        if self.lost:
-            why.append(f"{self.lost} packet{'s' * (self.lost > 1)} could not be decoded")
-        return "; ".join(why) + "; the file may be truncated or damaged" if why else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
-
-
-class VideoWriter:
-    """Write ``[1, 3, H, W]`` frames in ``[0, 1]`` to a video file, atomically on :meth:`close`.
-
-    H.264 (``libx264``, CRF 18, yuv420p) when available, else MPEG-4 Part 2. Sides are
-    cropped to even numbers as yuv420p needs. Nothing appears at ``path`` unless at
-    least one frame was written and :meth:`close` succeeded.
-
-    Timing: with ``time_base`` (the input's, :attr:`VideoFrames.time_base`) each frame is
-    written at the ``pts`` given to :meth:`write`, so a variable frame rate and gaps
-    left by undecodable frames are kept; otherwise (or for a frame without a timestamp)
-    frames follow each other at ``fps``.
-    """
-
-    def __init__(self, path: str | os.PathLike, fps: Fraction | float, time_base: Fraction | None = None) -> None:
-        from mgan.extras import require  # noqa: PLC0415
-
-        av = require("av", "video output")  # the [video] extra; one error line when it is missing
-
-        self.path = Path(path)
-        fmt = VIDEO_OUT_FORMATS.get(self.path.suffix.lower())
-        if fmt is None:
-            raise io.InputError(f"--out {self.path}: video output must end in {', '.join(VIDEO_OUT_FORMATS)}")
-        self._cm = io.atomic_write(self.path)
-        self._file = self._cm.__enter__()
-        self._av = av
-        self.container = av.open(self._file, "w", format=fmt)
-        self.fps = Fraction(fps).limit_denominator(1001 * 1000)
-        self.time_base = Fraction(time_base) if time_base else 1 / self.fps
-        self.codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        self._enc_time_base = self.time_base
-        if self.codec == "mpeg4" and self.time_base.denominator > 65535:  # MPEG-4 Part 2's limit
-            self._enc_time_base = Fraction(1, 60000)
-        self.stream = None
-        self.frames = 0
-        self._first_pts: int | None = None
-        self._last_pts = -1
-
-    def _next_pts(self, pts: int | None) -> int:
-        """The encoder timestamp of the next frame: the input's ``pts`` relative to the first
-        frame's, else one frame period after the last; always increasing, as muxers require."""
-        if pts is not None and (self._first_pts is not None or not self.frames):
-            if self._first_pts is None:
-                self._first_pts = pts
-            t = (pts - self._first_pts) * self.time_base
-        else:  # no timestamp: one frame period after the last frame (the first at 0)
-            t = self._last_pts * self._enc_time_base + 1 / self.fps if self.frames else Fraction(0)
-        out = max(round(t / self._enc_time_base), self._last_pts + 1)
-        self._last_pts = out
-        return out
-
-    def write(self, frame: Tensor, pts: int | None = None) -> None:
-        """Append one frame ``[1, 3, H, W]`` (or ``[3, H, W]``) in ``[0, 1]``, shown at ``pts``
-        (in ``time_base`` units of the input; ``None``: one frame period after the last)."""
-        io.check_finite_image(frame, self.path)
-        arr = io.to_uint8(frame)
-        h, w = arr.shape[0] // 2 * 2, arr.shape[1] // 2 * 2
-        arr = arr[:h, :w]
-        if self.stream is None:
-            self.stream = self.container.add_stream(self.codec, rate=self.fps)
-            self.stream.width, self.stream.height, self.stream.pix_fmt = w, h, "yuv420p"
-            self.stream.time_base = self.stream.codec_context.time_base = self._enc_time_base
-            if self.codec == "libx264":
-                self.stream.options = {"crf": "18"}
-        vf = self._av.VideoFrame.from_ndarray(arr, format="rgb24")
-        vf.pts, vf.time_base = self._next_pts(pts), self._enc_time_base
-        self.container.mux(self.stream.encode(vf))
-        self.frames += 1
-
-    def close(self, ok: bool = True) -> None:
-        """Flush and move the file into place (``ok``), or discard it."""
-        try:
-            if ok and self.stream is not None:
-                self.container.mux(self.stream.encode(None))
-            self.container.close()
-        except BaseException:
-            self._cm.__exit__(*sys.exc_info())
-            raise
-        if ok and self.frames:
-            self._cm.__exit__(None, None, None)
-        else:
-            with contextlib.suppress(RuntimeError):
-                self._cm.__exit__(RuntimeError, RuntimeError("discarded"), None)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -696,7 +413,7 @@ def _tile_arg(text: str) -> int | str | None:
     except ValueError:
         v = -1
     if v < 8:
-        raise io.InputError(f"--tile must be 'auto', 'off' or a side >= 8 px, got {text!r}")
+        raise InputError(f"--tile must be 'auto', 'off' or a side >= 8 px, got {text!r}")
     return v
 
 
@@ -714,42 +431,42 @@ def _make_noise(args: argparse.Namespace, kind: str, w: int, h: int) -> Tensor:
     try:
         return make_noise(kind, h, w, seed=args.seed, **_noise_options(args, kind))
     except ValueError as exc:
-        raise io.InputError(f"noise options: {exc}") from None
+        raise InputError(f"noise options: {exc}") from None
 
 
 def _check_out(out: Path, kind: str) -> None:
     if kind == "image" and out.suffix.lower() not in IMAGE_OUT_EXTENSIONS:
-        raise io.InputError(f"--out {out}: expected an image file name such as out.png")
+        raise InputError(f"--out {out}: expected an image file name such as out.png")
     if kind == "video" and out.suffix.lower() not in VIDEO_OUT_FORMATS:
-        raise io.InputError(f"--out {out}: expected a video file name ending in {', '.join(VIDEO_OUT_FORMATS)}")
+        raise InputError(f"--out {out}: expected a video file name ending in {', '.join(VIDEO_OUT_FORMATS)}")
     if kind == "folder":
         if out.exists() and not out.is_dir():
-            raise io.InputError(f"--out {out}: expected a folder for a folder of inputs")
+            raise InputError(f"--out {out}: expected a folder for a folder of inputs")
         io.check_writable(out)
     else:
         if out.is_dir():
-            raise io.InputError(f"--out {out} is a folder; name an output file")
+            raise InputError(f"--out {out} is a folder; name an output file")
         io.check_writable(out.parent if str(out.parent) else Path("."))
 
 
 def _validate(args: argparse.Namespace) -> None:
     if args.input is None and args.noise is None:
-        raise io.InputError("give --input (image, folder or video) or --noise perlin|brown")
+        raise InputError("give --input (image, folder or video) or --noise perlin|brown")
     if not 0 <= args.noise_weight <= 1:
-        raise io.InputError(f"--noise-weight must be in [0, 1], got {args.noise_weight}")
+        raise InputError(f"--noise-weight must be in [0, 1], got {args.noise_weight}")
     if args.octaves < 1 or not 0 < args.persistence <= 1:
-        raise io.InputError("--octaves must be >= 1 and --persistence in (0, 1]")
+        raise InputError("--octaves must be >= 1 and --persistence in (0, 1]")
     if args.noise_scale is not None and not args.noise_scale > 0:
-        raise io.InputError(f"--noise-scale must be > 0, got {args.noise_scale}")
+        raise InputError(f"--noise-scale must be > 0, got {args.noise_scale}")
     if args.tile_memory <= 0:
-        raise io.InputError(f"--tile-memory must be > 0, got {args.tile_memory}")
+        raise InputError(f"--tile-memory must be > 0, got {args.tile_memory}")
     if args.input is not None and not args.input.exists():
-        raise io.InputError(f"input not found: {args.input}")
+        raise InputError(f"input not found: {args.input}")
 
 
 def _check_tileable_size(args: argparse.Namespace, w: int, h: int) -> None:
     if args.tileable and (w % 8 or h % 8):
-        raise io.InputError(f"--tileable needs sides that are multiples of 8, got {w}x{h}")
+        raise InputError(f"--tileable needs sides that are multiples of 8, got {w}x{h}")
 
 
 def _check_target(args: argparse.Namespace, w: int, h: int, what: Path | str) -> None:
@@ -758,11 +475,11 @@ def _check_target(args: argparse.Namespace, w: int, h: int, what: Path | str) ->
     the decompression-bomb guard allows an input (``--max-pixels``), since decoding
     holds several float copies of the image."""
     if min(w, h) < 8:
-        raise io.InputError(f"{what}: the output would be {w}x{h} (--size {args.size}); each side must be at least 8 px")
+        raise InputError(f"{what}: the output would be {w}x{h} (--size {args.size}); each side must be at least 8 px")
     if args.tileable and (w % 8 or h % 8):
-        raise io.InputError(f"{what}: --tileable needs sides that are multiples of 8, the output would be {w}x{h}")
+        raise InputError(f"{what}: --tileable needs sides that are multiples of 8, the output would be {w}x{h}")
     if w * h > io.max_pixels():
-        raise io.InputError(f"{what}: the output would be {w}x{h} = {w * h} pixels, above the limit of "
+        raise InputError(f"{what}: the output would be {w}x{h} = {w * h} pixels, above the limit of "
                             f"{io.max_pixels()}; lower --size, or raise --max-pixels if memory allows")
 
 
@@ -803,7 +520,7 @@ def _list_models() -> int:
 def _model_arg(args: argparse.Namespace) -> Path:
     """The generator file: ``--model FILE``, ``--style NAME`` (bundled), or the default."""
     if args.style is not None and args.model is not None:
-        raise io.InputError("give --style NAME (a bundled model) or --model FILE, not both")
+        raise InputError("give --style NAME (a bundled model) or --model FILE, not both")
     if args.style is not None:
         from mgan import zoo  # noqa: PLC0415
 
@@ -818,7 +535,7 @@ def _controls_arg(args: argparse.Namespace, mode: str) -> controls.Controls:
                                     ("--preserve-colors", args.preserve_colors),
                                     ("--mask", args.mask is not None)) if on]
     if wanted and mode == "noise":
-        raise io.InputError(f"{', '.join(wanted)} mix the output with a photo; give --input (noise decoding has none)")
+        raise InputError(f"{', '.join(wanted)} mix the output with a photo; give --input (noise decoding has none)")
     mask = controls.load_mask(args.mask) if args.mask is not None else None
     strength = 1.0 if args.strength is None else args.strength
     return controls.Controls(strength=strength, preserve_colors=args.preserve_colors, mask=mask)
@@ -986,7 +703,7 @@ def _run_video(args: argparse.Namespace, decoder: Decoder, out: Path, size: tupl
             decode_s += time.perf_counter() - t
             writer.write(y, frames.pts)
         if writer.frames == 0:
-            raise io.InputError(f"{args.input}: video has no frames")
+            raise InputError(f"{args.input}: video has no frames")
         ok = True
     finally:
         frames.close()

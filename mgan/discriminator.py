@@ -1,8 +1,8 @@
 """Markovian patch discriminators (MGAN paper Sec. 3, Fig. 2, green blocks).
 
 Both follow DCGAN's recipe (Radford et al. [29]): LeakyReLU(0.2), BatchNorm, weights
-from N(0, 0.02), BN gamma from N(1, 0.02), no biases (the original code zeroed conv
-biases every step, which is the same as having none).
+from N(0, 0.02), BN gamma from N(1, 0.02) (:func:`mgan.layers.dcgan_init_`), no biases
+(the original code zeroed conv biases every step, which is the same as having none).
 """
 
 from __future__ import annotations
@@ -10,19 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-def dcgan_init_(module: nn.Module, generator: torch.Generator | None = None) -> None:
-    """DCGAN initialisation in place: conv weights N(0, 0.02), BN weight N(1, 0.02), bias 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            with torch.no_grad():
-                m.weight.normal_(0.0, 0.02, generator=generator)
-                if m.bias is not None:
-                    m.bias.zero_()
-        elif isinstance(m, nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.normal_(1.0, 0.02, generator=generator)
-                m.bias.zero_()
+from mgan.layers import dcgan_init_
 
 
 class PatchDiscriminator(nn.Module):

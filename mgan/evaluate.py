@@ -3,7 +3,7 @@
 For each method and content photo the output is scored against the style image and the
 photo, all resized to one evaluation size and seen through one fp32 VGG-19:
 
-* **style distance**: sliced Wasserstein distance (:func:`mgan.losses.sliced_wasserstein`)
+* **style distance**: sliced Wasserstein distance (:func:`mgan.metrics.sliced_wasserstein`)
   between the output's and the style's feature vectors on relu1_1 ... relu5_1, divided by
   the spread of the style's projected features (so layers are comparable; 0 = same
   distribution), and the relative Gram distance ``||G - A|| / ||A||`` (mean over layers).
@@ -54,9 +54,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mgan import cli, io, losses, metrics, patches, precision
-from mgan.config import ConfigError
-from mgan.gatys import resize_longest
-from mgan.mdan import resolve_device
+from mgan.cli import resolve_device
+from mgan.errors import ConfigError, InputError
+from mgan.io import resize_longest
 from mgan.vgg import VGG19Encoder
 
 if TYPE_CHECKING:  # a baseline is imported only when its method is asked for
@@ -154,10 +154,10 @@ class Scorer:
         row: dict[str, float] = {}
         for k in SWD_LAYERS:
             gen = torch.Generator().manual_seed(cfg.seed * 1000 + SWD_LAYERS.index(k))
-            swd = losses.sliced_wasserstein(feats[k], self.style_feats[k], cfg.projections, gen)
+            swd = metrics.sliced_wasserstein(feats[k], self.style_feats[k], cfg.projections, gen)
             row[f"swd_{k}"] = float(swd) / self.spread[k]
         row["swd_mean"] = sum(row[f"swd_{k}"] for k in SWD_LAYERS) / len(SWD_LAYERS)
-        row["gram"] = sum(float(losses.gram_distance(feats[k], self.style_grams[k])) for k in SWD_LAYERS) / len(
+        row["gram"] = sum(float(metrics.gram_distance(feats[k], self.style_grams[k])) for k in SWD_LAYERS) / len(
             SWD_LAYERS)
         q = patches.flatten_patches(patches.extract_patches(feats[COHERENCE_LAYER], cfg.patch_size, 2))
         dist, _ = patches.nearest_distance(q, self.style_patches)
@@ -189,7 +189,7 @@ def _texture_nets_model(path: Path) -> tuple[PyramidGenerator, TextureNetsConfig
 
     net, tcfg = texture_nets.load_model(path)
     if tcfg.mode != "style":
-        raise io.InputError(f"--texture-nets-checkpoint {path}: a texture-mode generator takes no photo; "
+        raise InputError(f"--texture-nets-checkpoint {path}: a texture-mode generator takes no photo; "
                             "train one with --mode style")
     return net, tcfg
 
@@ -209,9 +209,9 @@ def _read_times(folder: Path) -> dict[str, float]:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise io.InputError(f"{path}: not a JSON file of {{photo stem: seconds}}") from None
+        raise InputError(f"{path}: not a JSON file of {{photo stem: seconds}}") from None
     if not isinstance(data, dict):
-        raise io.InputError(f"{path}: expected a JSON object {{photo stem: seconds}}")
+        raise InputError(f"{path}: expected a JSON object {{photo stem: seconds}}")
     return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float))}
 
 
@@ -249,11 +249,12 @@ def generate(
     engine = None
     if method == "gatys":
         from mgan.gatys import Gatys, GatysConfig  # noqa: PLC0415
+        from mgan.gatys import resolve_precision as gatys_precision  # noqa: PLC0415
 
         gcfg = GatysConfig(size=cfg.size, style_size=cfg.style_size, iterations=cfg.gatys_iterations,
                            precision=cfg.precision, seed=cfg.seed)
         note = (f"L-BFGS {gcfg.iterations} iterations from the photo (neural-style: 1000), content relu4_2 x5, "
-                f"style relu1_1-5_1 x100, {prec} VGG, {cfg.size} px")
+                f"style relu1_1-5_1 x100, {gatys_precision(gcfg, device)[0]} VGG, {cfg.size} px")
         if todo:
             engine = Gatys(style_img, gcfg, device)
 
@@ -291,7 +292,7 @@ def generate(
         from mgan import perceptual  # noqa: PLC0415
 
         if perceptual_checkpoint is None:
-            raise io.InputError("--generate perceptual needs --perceptual-checkpoint RUN/final.pt "
+            raise InputError("--generate perceptual needs --perceptual-checkpoint RUN/final.pt "
                                 "(train one with python -m mgan.perceptual train)")
         net, pcfg = perceptual.load_model(perceptual_checkpoint)
         step = io.load_checkpoint(perceptual_checkpoint).get("step", "?")
@@ -304,7 +305,7 @@ def generate(
         from mgan import texture_nets  # noqa: PLC0415
 
         if texture_nets_checkpoint is None:
-            raise io.InputError(TEXTURE_NETS_NEEDED)
+            raise InputError(TEXTURE_NETS_NEEDED)
         tnet, tcfg = _texture_nets_model(texture_nets_checkpoint)
         step = io.load_checkpoint(texture_nets_checkpoint).get("step", "?")
         note = (f"one forward pass (noise seed {cfg.seed}) of a pyramid generator trained {step} steps "
@@ -325,7 +326,7 @@ def generate(
         def run(photo: Tensor) -> Tensor:
             return decoder.decode(photo)
     else:
-        raise io.InputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        raise InputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     for p in todo:
         photo = io.load_image(p, max_side=cfg.size, multiple=8, min_side=64)
         t0 = time.perf_counter()
@@ -507,19 +508,19 @@ def _run(args: argparse.Namespace) -> int:
     wanted = [m.strip() for m in args.generate.split(",") if m.strip()]
     unknown = [m for m in wanted if m not in METHODS]
     if unknown:
-        raise io.InputError(f"--generate: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise InputError(f"--generate: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if not wanted and not args.method:
-        raise io.InputError("nothing to evaluate: give --method NAME=FOLDER and/or --generate METHODS")
+        raise InputError("nothing to evaluate: give --method NAME=FOLDER and/or --generate METHODS")
     for name, folder in args.method:
         if not folder.is_dir():
-            raise io.InputError(f"--method {name}={folder}: folder not found")
+            raise InputError(f"--method {name}={folder}: folder not found")
     photos = args.photos if args.photos else io.list_images(args.photo_dir)
     for p in photos:
         io.check_regular_file(p, "photo")
     stems = [p.stem for p in photos]
     if len(set(stems)) != len(stems):  # outputs and scores are keyed by the stem
         dup = next(s for s in stems if stems.count(s) > 1)
-        raise io.InputError(f"two photos share the name {dup!r}; give photos with distinct names")
+        raise InputError(f"two photos share the name {dup!r}; give photos with distinct names")
     inputs = [("--style", args.style), *[("--photos", p) for p in photos], *[("--method", f) for _, f in args.method]]
     if args.photo_dir is not None:
         inputs.append(("--photo-dir", args.photo_dir))
@@ -527,7 +528,7 @@ def _run(args: argparse.Namespace) -> int:
     style = io.load_image(args.style, min_side=16)
     io.check_writable(args.out)
     if "perceptual" in wanted and args.perceptual_checkpoint is None:
-        raise io.InputError("--generate perceptual needs --perceptual-checkpoint RUN/final.pt "
+        raise InputError("--generate perceptual needs --perceptual-checkpoint RUN/final.pt "
                             "(train one with python -m mgan.perceptual train)")
     if args.perceptual_checkpoint is not None and "perceptual" in wanted:
         from mgan.perceptual import load_model  # noqa: PLC0415
@@ -535,7 +536,7 @@ def _run(args: argparse.Namespace) -> int:
         load_model(args.perceptual_checkpoint)  # fail now, not after an hour of other methods
     if "texture_nets" in wanted:
         if args.texture_nets_checkpoint is None:
-            raise io.InputError(TEXTURE_NETS_NEEDED)
+            raise InputError(TEXTURE_NETS_NEEDED)
         _texture_nets_model(args.texture_nets_checkpoint)  # fail now, as above
     warmup = io.list_images(args.mdan_warmup_dir) if args.mdan_warmup_dir is not None and "mdan" in wanted else []
     columns: dict[str, Path | None] = {}
@@ -577,7 +578,7 @@ def _run(args: argparse.Namespace) -> int:
                 row["seconds"] = times[p.stem]
             results[m][p.stem] = row
         if not results[m]:
-            raise io.InputError(f"{m}: none of the photos has an output in {folder}")
+            raise InputError(f"{m}: none of the photos has an output in {folder}")
     summary = summarize(results)
     table_md = table(summary)
     with io.atomic_write(args.out / "table.md", "w") as f:

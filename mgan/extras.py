@@ -10,7 +10,7 @@ features need more, declared as extras in ``setup.cfg``:
     gradio   [app]     the web page, mgan.app
 
 :func:`require` imports one of them, or raises :class:`MissingExtraError` (an
-:class:`~mgan.io.InputError`, so a CLI prints one ``error:`` line and exits 2) that names
+:class:`~mgan.errors.InputError`, so a CLI prints one ``error:`` line and exits 2) that names
 the feature and the ``pip install`` line.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from mgan.io import InputError
+from mgan.errors import InputError
 
 # Python module -> the extra of setup.cfg that installs it (the names match the table above).
 EXTRA_OF: dict[str, str] = {"av": "video", "wandb": "wandb", "noise": "noise", "gradio": "app"}

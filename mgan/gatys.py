@@ -37,20 +37,22 @@ import functools
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mgan import cli, io, losses, precision
-from mgan.config import ConfigError, from_dict
-from mgan.mdan import resolve_device
-from mgan.vgg import LAYER_INDEX, VGG19Encoder
+from mgan.cli import resolve_device
+from mgan.config import check_choices, from_dict
+from mgan.errors import ConfigError, InputError
+from mgan.optim import Level, RunStats, coarse_to_fine, optimize_image
+from mgan.vgg import VGG19Encoder, check_feature_layer
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -65,10 +67,10 @@ class GatysConfig:
     content_weight: float = 5.0  # alpha (neural-style -content_weight)
     style_weight: float = 100.0  # beta (neural-style -style_weight)
     tv_weight: float = 1e-3  # gamma, on the 0-255 image (neural-style -tv_weight)
-    pooling: str = "max"  # "max" (VGG as trained, neural-style default) or "avg" (Gatys et al.)
-    init: str = "content"  # "content" (photo) or "noise"; texture synthesis always starts from noise
+    pooling: Literal["max", "avg"] = "max"  # "max" (VGG as trained, neural-style default) or "avg" (Gatys et al.)
+    init: Literal["content", "noise"] = "content"  # texture synthesis always starts from noise
     noise_std: float = 0.25  # noise init: 0.5 + noise_std * N(0, 1), in [0, 1] units
-    optimizer: str = "lbfgs"  # "lbfgs" or "adam"
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     iterations: int = 500  # per level
     lr: float = 1.0  # L-BFGS step scale; Adam lr in 0-255 units (neural-style uses 10)
     history_size: int = 100  # L-BFGS memory
@@ -80,13 +82,14 @@ class GatysConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
+        check_choices(self)
         if self.size < 16:
             raise ConfigError(f"size: must be >= 16, got {self.size}")
         if self.style_size < 16:
             raise ConfigError(f"style_size: must be >= 16, got {self.style_size}")
-        for name in (self.content_layer, *self.style_layers):
-            if name not in LAYER_INDEX or name.startswith("pool"):
-                raise ConfigError(f"layer {name!r} is not a VGG-19 conv/relu layer")
+        check_feature_layer(self.content_layer, "content_layer")
+        for name in self.style_layers:
+            check_feature_layer(name, "style_layers")
         if not self.style_layers:
             raise ConfigError("style_layers: need at least one layer")
         if len(self.style_layer_weights) != len(self.style_layers):
@@ -98,12 +101,6 @@ class GatysConfig:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if any(w < 0 for w in self.style_layer_weights):
             raise ConfigError("style_layer_weights: must be >= 0")
-        if self.pooling not in ("max", "avg"):
-            raise ConfigError(f"pooling: must be 'max' or 'avg', got {self.pooling!r}")
-        if self.init not in ("content", "noise"):
-            raise ConfigError(f"init: must be 'content' or 'noise', got {self.init!r}")
-        if self.optimizer not in ("lbfgs", "adam"):
-            raise ConfigError(f"optimizer: must be 'lbfgs' or 'adam', got {self.optimizer!r}")
         if self.iterations < 0:
             raise ConfigError(f"iterations: must be >= 0, got {self.iterations}")
         if self.lr <= 0:
@@ -117,73 +114,7 @@ class GatysConfig:
         precision.check(self.precision)
 
 
-@dataclass
-class RunStats:
-    """Record of one optimisation (any of the image-optimisation baselines)."""
-
-    iterations: int = 0
-    seconds: float = 0.0
-    loss: list[float] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------- shared helpers
-
-
-def optimize_image(
-    v: Tensor,
-    loss_fn: Callable[[Tensor], Tensor],
-    optimizer: str = "lbfgs",
-    iterations: int = 100,
-    lr: float = 1.0,
-    history_size: int = 100,
-    progress: bool = False,
-    desc: str = "optimise",
-    callback: Callable[[int, Tensor, float], None] | None = None,
-) -> list[float]:
-    """Minimise ``loss_fn(v)`` over the image tensor ``v`` in place; returns the loss per iteration.
-
-    L-BFGS runs one iteration (one function evaluation, no line search) per step,
-    like neural-style's ``optim.lbfgs`` with ``tolX = tolFun = -1``; its history is
-    kept across steps. Adam takes one gradient step per iteration.
-
-    Args:
-        v: leaf tensor ``[1, 3, H, W]`` with ``requires_grad``; updated in place.
-        loss_fn: ``v -> scalar``.
-        callback: ``callback(i, v, loss)`` after each iteration.
-    """
-    if optimizer == "lbfgs":
-        opt: torch.optim.Optimizer = torch.optim.LBFGS(
-            [v], lr=lr, max_iter=1, history_size=history_size, tolerance_grad=0.0, tolerance_change=0.0
-        )
-    else:
-        opt = torch.optim.Adam([v], lr=lr)
-    history: list[float] = []
-
-    def closure() -> Tensor:
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(v)
-        loss.backward()
-        # The encoder runs channels_last, so the gradient arrives in that layout; L-BFGS
-        # flattens gradients with .view(-1), which needs the parameter's own layout.
-        if v.grad is not None and not v.grad.is_contiguous():
-            v.grad = v.grad.contiguous()
-        history.append(loss.item())
-        return loss
-
-    bar = range(iterations)
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
-
-        bar = tqdm(bar, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
-    for i in bar:
-        opt.step(closure)
-        if not torch.isfinite(v).all():
-            raise FloatingPointError(f"{desc}: the image became non-finite at iteration {i}; lower the lr")
-        if progress:
-            bar.set_postfix(loss=f"{history[-1]:.4g}")
-        if callback is not None:
-            callback(i, v, history[-1])
-    return history
+# ---------------------------------------------------------------------------- colour
 
 
 def rgb_to_yuv(x: Tensor) -> Tensor:
@@ -210,24 +141,24 @@ def preserve_colors(result: Tensor, content: Tensor) -> Tensor:
     return yuv_to_rgb(torch.cat([y[:, :1], c[:, 1:]], dim=1)).clamp(0, 1)
 
 
-def resize_longest(x: Tensor, side: int, multiple: int = 1) -> Tensor:
-    """Resize ``[N, C, H, W]`` so its longest side is ``side`` (both sides rounded to ``multiple``)."""
-    h, w = x.shape[-2:]
-    s = side / max(h, w)
-    nh, nw = max(multiple, round(h * s) // multiple * multiple), max(multiple, round(w * s) // multiple * multiple)
-    if (nh, nw) == (h, w):
-        return x
-    return F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=s < 1).clamp(0, 1)
-
-
-def check_image_path(path: Path, flag: str = "--out") -> None:
-    """InputError unless ``path`` names an image file whose folder is writable."""
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise io.InputError(f"{flag} {path}: expected an image file name such as out.png")
-    io.check_writable(path.parent if str(path.parent) else Path("."))
-
-
 # ---------------------------------------------------------------------------- engine
+
+
+def resolve_precision(config: GatysConfig, device: torch.device | str) -> tuple[str, str]:
+    """The precision a Gatys run computes in, and why (:func:`mgan.precision.resolve_precision`).
+
+    ``auto`` with L-BFGS is fp32 even where bf16 is native. L-BFGS builds its curvature
+    model from differences of successive gradients, ``y = g_{k+1} - g_k``; near convergence
+    those differences are small against ``g`` itself, and bf16's 8-bit mantissa (relative
+    rounding ~4e-3 per VGG layer) swamps them, so the two-loop recursion can take huge
+    steps. Measured: bf16 L-BFGS drove the image to non-finite pixels at its third step
+    on The Starry Night and on imagenet100/test/..504 (256 px), where fp32 converged
+    (docs/calibration.md). Adam only scales each gradient by its own running moments, so
+    ``auto`` keeps bf16 for it; an explicit ``bf16`` is honoured either way.
+    """
+    if config.precision == "auto" and config.optimizer == "lbfgs":
+        return "fp32", "auto: L-BFGS needs fp32 gradients; bf16 rounding breaks its curvature pairs"
+    return precision.resolve_precision(config.precision, device)
 
 
 class Gatys:
@@ -251,14 +182,14 @@ class Gatys:
         config.validate()
         self.cfg = config
         self.device = torch.device(device)
-        self.precision = precision.resolve(config.precision, self.device)
+        self.precision = resolve_precision(config, self.device)[0]
         taps = tuple(dict.fromkeys((*config.style_layers, config.content_layer)))
         if encoder is not None and not set(taps) <= set(encoder.layers):
             raise ValueError(f"the shared encoder lacks taps {sorted(set(taps) - set(encoder.layers))}")
         self.encoder = (encoder or VGG19Encoder(
             taps, weights=config.vgg_weights, pooling=config.pooling, precision=self.precision
         )).to(self.device)
-        self.style = resize_longest(style, config.style_size).to(self.device)
+        self.style = io.resize_longest(style, config.style_size).to(self.device)
         self._grams: dict[float, dict[str, Tensor]] = {}
 
     def style_grams(self, scale: float = 1.0) -> dict[str, Tensor]:
@@ -266,7 +197,7 @@ class Gatys:
         if scale not in self._grams:
             style = self.style
             if scale != 1.0:
-                style = resize_longest(style, max(16, round(max(style.shape[-2:]) * scale)))
+                style = io.resize_longest(style, max(16, round(max(style.shape[-2:]) * scale)))
             with torch.no_grad():
                 feats = self.encoder(style, self.cfg.style_layers)
             self._grams[scale] = {k: losses.gram(v) for k, v in feats.items()}
@@ -312,33 +243,19 @@ class Gatys:
             full = size or (cfg.size, cfg.size)
         stats = RunStats()
         t0 = time.perf_counter()
-        x: Tensor | None = None
-        for level in range(cfg.levels):
-            scale = 1.0 / 2 ** (cfg.levels - 1 - level)
-            hw = (max(16, round(full[0] * scale)), max(16, round(full[1] * scale)))
+
+        def optimize(v: Tensor, level: Level) -> list[float]:
             target = None
-            if content is not None:
-                c_l = F.interpolate(content, size=hw, mode="bicubic", align_corners=False,
-                                    antialias=scale < 1).clamp(0, 1) if hw != full else content
-                if cfg.content_weight > 0:
-                    with torch.no_grad():
-                        target = self.encoder(c_l, [cfg.content_layer])[cfg.content_layer].float()
-            if x is not None:
-                x0 = F.interpolate(x, size=hw, mode="bicubic", align_corners=False)
-            elif content is not None and cfg.init == "content":
-                x0 = c_l
-            else:
-                x0 = (0.5 + cfg.noise_std * torch.randn(1, 3, *hw, generator=gen)).to(self.device)
-            v = (x0 * 255.0).detach().clone().requires_grad_(True)
-            grams = self.style_grams(scale)
-            hist = optimize_image(
-                v, functools.partial(self.loss, grams=grams, content_target=target), cfg.optimizer, cfg.iterations, cfg.lr,
-                cfg.history_size, progress, f"gatys {hw[1]}x{hw[0]}", callback,
-            )
-            stats.loss.extend(hist)
-            stats.iterations += len(hist)
-            x = (v.detach() / 255.0).clamp(0, 1)
-        assert x is not None
+            if level.content is not None and cfg.content_weight > 0:
+                with torch.no_grad():
+                    target = self.encoder(level.content, [cfg.content_layer])[cfg.content_layer].float()
+            loss_fn = functools.partial(self.loss, grams=self.style_grams(level.scale), content_target=target)
+            h, w = level.size
+            return optimize_image(v, loss_fn, cfg.optimizer, cfg.iterations, cfg.lr, cfg.history_size, progress,
+                                  f"gatys {w}x{h}", callback)
+
+        x = coarse_to_fine(optimize, full, cfg.levels, content, cfg.init, cfg.noise_std, gen, self.device,
+                           min_side=16, stats=stats)
         if cfg.preserve_colors and content is not None:
             x = preserve_colors(x, content)
         stats.seconds = time.perf_counter() - t0
@@ -435,7 +352,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     io.set_max_pixels(args.max_pixels)
     device = resolve_device(args.device)
-    check_image_path(args.out)
+    io.check_output_image(args.out)
     io.check_outputs([("--out", args.out)], [(o, p) for o, p in (("--style", args.style), ("--content", args.content))
                                              if p is not None])
     style = io.load_image(args.style, min_side=16)
@@ -443,8 +360,8 @@ def _run(args: argparse.Namespace) -> int:
     engine = Gatys(style, cfg, device)
     h = args.height or cfg.size
     if h < 16:
-        raise io.InputError(f"--height must be >= 16, got {h}")
-    precision.announce(cfg.precision, device)  # after the input checks: a bad input gets one error line
+        raise InputError(f"--height must be >= 16, got {h}")
+    print("precision: {} ({})".format(*resolve_precision(cfg, device)), file=sys.stderr)  # after the input checks
     img, stats = engine.run(content, size=(h, cfg.size), progress=True)
     io.save_image(img, args.out)
     print(f"wrote {args.out} ({img.shape[-1]}x{img.shape[-2]}, {stats.iterations} iterations, "

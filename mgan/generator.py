@@ -39,8 +39,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from mgan.config import from_dict
-from mgan.discriminator import dcgan_init_
+from mgan.config import check_choices, from_dict
+from mgan.errors import ConfigError, InputError, one_line
+from mgan.layers import dcgan_init_
 
 RELEASE_FORMAT = "mgan-generator-v1"
 MAX_WIDTH = 4096  # channels of one layer of G (the paper's widest is 512)
@@ -55,7 +56,7 @@ class GeneratorConfig:
     channels: tuple[int, ...] = (512, 256, 128)  # widths of the conv and the two hidden FS-convs
     encoder_layer: str = "relu4_1"
     vgg_weights: str = "caffe"
-    pooling: str = "max"
+    pooling: Literal["max", "avg"] = "max"
     # x2 upsampling: the paper's fractional-strided 4x4/2 conv, or nearest x2 then 3x3 conv.
     # Releases written before this key existed load as "deconv" (the default).
     upsample: Literal["deconv", "resize"] = "deconv"
@@ -67,23 +68,19 @@ class GeneratorConfig:
         a VGG-19 conv/relu encoder layer whose channels are ``in_channels``, one to
         :data:`MAX_UPSAMPLINGS` widths in ``[1, MAX_WIDTH]`` giving the layer's upsampling.
         """
-        from mgan.config import ConfigError  # noqa: PLC0415
-        from mgan.vgg import LAYER_INDEX, layer_scale  # noqa: PLC0415
+        from mgan import vgg  # noqa: PLC0415
 
-        layer = self.encoder_layer
-        if layer not in LAYER_INDEX or not layer.startswith(("relu", "conv")):
-            raise ConfigError(f"encoder_layer: not a VGG-19 conv/relu layer: {layer!r}")
+        check_choices(self)
+        layer = vgg.check_feature_layer(self.encoder_layer, "encoder_layer")
         if not 1 <= len(self.channels) <= MAX_UPSAMPLINGS or not all(1 <= c <= MAX_WIDTH for c in self.channels):
             raise ConfigError(f"channels: must be 1 to {MAX_UPSAMPLINGS} widths in [1, {MAX_WIDTH}], "
                               f"got {list(self.channels)[:8]}")
-        if layer_scale(layer) != 2 ** len(self.channels):
+        if vgg.layer_scale(layer) != 2 ** len(self.channels):
             raise ConfigError(f"channels: {len(self.channels)} widths give x{2 ** len(self.channels)} upsampling "
-                              f"but {layer} is at 1/{layer_scale(layer)}")
-        width = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[int(layer[4])]
+                              f"but {layer} is at 1/{vgg.layer_scale(layer)}")
+        width = vgg.channels(layer)
         if self.in_channels != width:
             raise ConfigError(f"in_channels: {layer} has {width} channels, got {self.in_channels}")
-        if self.pooling not in ("max", "avg"):
-            raise ConfigError(f"pooling: must be 'max' or 'avg', got {self.pooling!r}")
 
 
 UPSAMPLE_MODES = ("deconv", "resize")
@@ -102,8 +99,6 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config or GeneratorConfig()
         if self.config.upsample not in UPSAMPLE_MODES:
-            from mgan.config import ConfigError  # noqa: PLC0415
-
             raise ConfigError(f"model.upsample: must be one of {list(UPSAMPLE_MODES)}, got {self.config.upsample!r}")
         c = self.config.channels
         layers: list[nn.Module] = [
@@ -135,7 +130,7 @@ class Generator(nn.Module):
 
         Computed exactly by walking the layers backwards from each of the ``upscale``
         output phases of one cell with the index interval every layer reads; decode's
-        tiling halo (:mod:`mgan.decode`) is built from it.
+        tiling halo (:mod:`mgan.tiling`) is built from it.
         """
         radius = 0
         for phase in range(self.upscale):
@@ -197,12 +192,12 @@ def save_release(G: Generator, path: str | os.PathLike, extra: dict | None = Non
 def load_release(path: str | os.PathLike) -> tuple[Generator, dict]:
     """Load a released generator; returns ``(G in eval mode, fp32, extra metadata)``.
 
-    Raises :class:`mgan.io.InputError` on a missing, corrupt or foreign file.
+    Raises :class:`mgan.errors.InputError` on a missing, corrupt or foreign file.
     """
     from safetensors import SafetensorError  # noqa: PLC0415
     from safetensors.torch import load  # noqa: PLC0415
 
-    from mgan.io import InputError, check_regular_file  # noqa: PLC0415
+    from mgan.io import check_regular_file  # noqa: PLC0415
 
     path = check_regular_file(path, "generator file")
     raw = path.read_bytes()
@@ -213,7 +208,7 @@ def load_release(path: str | os.PathLike) -> tuple[Generator, dict]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{path}: not a safetensors generator ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{path}: not a safetensors generator ({one_line(exc)[:160]})") from None
     if meta.get("format") != RELEASE_FORMAT:
         raise InputError(f"{path}: not an mgan generator (metadata format {meta.get('format')!r})")
     try:
@@ -230,7 +225,7 @@ def load_release(path: str | os.PathLike) -> tuple[Generator, dict]:
             raise RuntimeError(f"{wrong} is {list(sd[wrong].shape)}, the config makes it {list(want[wrong])}")
         extra = json.loads(meta["extra"]) if "extra" in meta else {}
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # ValueError: bad JSON or config value
-        raise InputError(f"{path}: generator does not match its config ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{path}: generator does not match its config ({one_line(exc)[:160]})") from None
     broken = next((k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if broken is not None:  # it would decode every image to black
         raise InputError(f"{path}: weight {broken} holds NaN or infinite values; the generator is broken")

@@ -2,7 +2,10 @@
 
 Images are float tensors ``[1, 3, H, W]`` in ``[0, 1]`` (RGB). Every failure a user
 can cause (missing, corrupt, truncated, wrong mode, too small, too large) raises
-:class:`InputError` with a one-line message; CLIs print it and exit non-zero.
+:class:`~mgan.errors.InputError` (re-exported here) with a one-line message; CLIs print
+it and exit non-zero. The few operations on such tensors that several engines share
+(resizing to a longest side, Gaussian blur, quantising to 8 bits) live here too, next to
+:func:`load_image`'s own resizing.
 """
 
 from __future__ import annotations
@@ -21,16 +24,18 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from mgan.errors import InputError, one_line
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+# what an output image may be called: full-colour formats (a GIF would be quantised to 256
+# colours, a PGM is grey)
+IMAGE_OUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb guard; raise with --max-pixels
 TEMP_MARKER = "mgan-tmp-"  # in every atomic_write temp file name, and in no name mgan did not write
-
-
-class InputError(ValueError):
-    """Bad user input (file, folder, option value); the message is one line for the user."""
 
 
 def set_max_pixels(limit: int | None) -> None:
@@ -216,13 +221,52 @@ def load_image(
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
+def quantize(x: Tensor) -> Tensor:
+    """Float in ``[0, 1]`` -> uint8 tensor of the same shape (clamped, rounded half to even), on ``x``'s device."""
+    return x.clamp(0, 1).mul(255).round_().to(torch.uint8)
+
+
 def to_uint8(x: Tensor) -> np.ndarray:
-    """``[1, 3, H, W]`` or ``[3, H, W]`` float in ``[0, 1]`` -> ``[H, W, 3]`` uint8."""
+    """One image ``[1, 3, H, W]`` or ``[3, H, W]`` float in ``[0, 1]`` -> ``[H, W, 3]`` uint8 array (for PIL).
+
+    :func:`quantize` of the image as float, moved to the CPU in height-width-channel order.
+    """
     if x.dim() == 4:
         if x.shape[0] != 1:
             raise ValueError(f"expected one image, got batch of {x.shape[0]}")
         x = x[0]
-    return x.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return quantize(x.detach().float()).permute(1, 2, 0).cpu().numpy()
+
+
+def resize_longest(x: Tensor, side: int, multiple: int = 1) -> Tensor:
+    """Resize ``[N, C, H, W]`` in ``[0, 1]`` so its longest side is ``side`` (both sides rounded down to ``multiple``).
+
+    Bicubic, antialiased when shrinking, clamped to ``[0, 1]``; ``x`` itself when the size
+    is already right. The tensor counterpart of :func:`load_image`'s ``max_side``.
+    """
+    h, w = x.shape[-2:]
+    s = side / max(h, w)
+    nh, nw = max(multiple, round(h * s) // multiple * multiple), max(multiple, round(w * s) // multiple * multiple)
+    if (nh, nw) == (h, w):
+        return x
+    return F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=s < 1).clamp(0, 1)
+
+
+def gaussian_blur(x: Tensor, sigma: float, radius: int | None = None) -> Tensor:
+    """Separable Gaussian blur of ``[N, C, H, W]`` with reflection padding (same size out).
+
+    Args:
+        sigma: standard deviation in pixels (> 0).
+        radius: the kernel has ``2 * radius + 1`` taps; default ``max(1, int(3 * sigma + 0.5))``.
+    """
+    r = max(1, int(3 * sigma + 0.5)) if radius is None else radius
+    k = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-(k**2) / (2 * sigma**2))
+    g = g / g.sum()
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 @contextlib.contextmanager
@@ -330,7 +374,7 @@ def describe_load_error(exc: BaseException) -> str:
     if "Weights only load failed" in text:
         detail = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
         return "refused by torch.load(weights_only=True)" + (f": {detail.rstrip('.')}" if detail else "")
-    first = text.splitlines()[0] if text else ""
+    first = one_line(exc) if text else ""
     return f"{type(exc).__name__}: {first}"[:200] if first else type(exc).__name__
 
 
@@ -425,6 +469,19 @@ def check_outputs(outputs: Iterable[tuple[str, Path]], inputs: Iterable[tuple[st
         if key in written:
             raise InputError(f"{written[key][0]} and {option} both name {path}; give them different names")
         written[key] = (option, path)
+
+
+def check_output_image(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """InputError unless ``path`` names an image file (:data:`IMAGE_OUT_EXTENSIONS`) in a writable folder.
+
+    Checked before any work, so a long run does not end in a name :func:`save_image`
+    cannot write. The folder is created if needed; returns ``path``.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_OUT_EXTENSIONS:
+        raise InputError(f"{flag} {path}: expected an image file name such as out.png")
+    check_writable(path.parent if str(path.parent) else Path("."))
+    return path
 
 
 def check_writable(folder: str | os.PathLike) -> Path:

@@ -3,6 +3,8 @@
 MGAN paper Eq. (1): ``E = E_t + alpha_1 * E_c + alpha_2 * Y``, with the texture
 loss ``E_t`` (Eq. 2) a hinge on D's patch scores, ``E_c`` a feature MSE and ``Y`` a
 total-variation prior. Gram and MRF losses serve the seed systems (Gatys, CNNMRF).
+Only what is optimised lives here; distances that only score results are in
+:mod:`mgan.metrics`.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def gram_loss(feat: Tensor, target_gram: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------
-# Seed systems and evaluation: MRF (CNNMRF [21]), sliced Wasserstein, Gram distance
+# Seed systems: MRF (CNNMRF [21]). Evaluation distances (SWD, Gram distance) are in mgan.metrics.
 
 
 def mrf_loss(
@@ -98,55 +100,3 @@ def mrf_loss(
         idx = _patches.match_ncc(p.detach(), style_filters, chunk)
     target = style_patches[idx].to(p.device)
     return 0.5 * (p.float() - target.float()).pow(2).sum()
-
-
-def sliced_wasserstein(
-    feat: Tensor, target: Tensor, projections: int = 64, generator: torch.Generator | None = None
-) -> Tensor:
-    """Sliced Wasserstein-2 distance between the feature vectors of two maps.
-
-    Each map is a point cloud of ``H * W`` vectors in ``R^C``; both are projected on
-    ``projections`` random unit directions, sorted, resampled to the same number of
-    quantiles, and ``sqrt(mean (q_a - q_b)^2)`` is returned. Unlike the Gram matrix
-    (second moments only) it compares the whole 1-D marginals along each direction.
-
-    Args:
-        feat, target: ``[1, C, H, W]`` and ``[1, C, H', W']``.
-        generator: seeds the directions (same seed -> same value).
-    Returns:
-        scalar (fp32), in feature units.
-    """
-    if feat.shape[1] != target.shape[1]:
-        raise ValueError(f"channel mismatch: {feat.shape[1]} vs {target.shape[1]}")
-    c = feat.shape[1]
-    a = feat.detach().float().reshape(feat.shape[0], c, -1).transpose(1, 2).reshape(-1, c)
-    b = target.detach().float().reshape(target.shape[0], c, -1).transpose(1, 2).reshape(-1, c)
-    dirs = torch.randn(c, projections, generator=generator).to(a.device)
-    dirs = dirs / dirs.norm(dim=0, keepdim=True)
-    pa, _ = (a @ dirs).sort(dim=0)
-    pb, _ = (b @ dirs).sort(dim=0)
-    n = min(pa.shape[0], pb.shape[0])
-    qa, qb = _quantiles(pa, n), _quantiles(pb, n)
-    return (qa - qb).pow(2).mean().sqrt()
-
-
-def _quantiles(sorted_vals: Tensor, n: int) -> Tensor:
-    """Resample sorted ``[M, K]`` columns to ``n`` evenly spaced quantiles (linear interpolation)."""
-    m = sorted_vals.shape[0]
-    if m == n:
-        return sorted_vals
-    pos = ((torch.arange(n, device=sorted_vals.device, dtype=torch.float32) + 0.5) * m / n - 0.5).clamp(0, m - 1)
-    lo = pos.floor().long()
-    hi = (lo + 1).clamp(max=m - 1)
-    w = (pos - lo.float())[:, None]
-    return sorted_vals[lo] * (1 - w) + sorted_vals[hi] * w
-
-
-def gram_distance(feat: Tensor, target_gram: Tensor) -> Tensor:
-    """Relative Gram distance ``||G(feat) - A||_F / ||A||_F`` (0 = same second moments).
-
-    Args:
-        feat: ``[1, C, H, W]``; target_gram: ``[1, C, C]`` from :func:`gram`.
-    """
-    g = gram(feat)
-    return (g - target_gram).norm() / target_gram.norm().clamp_min(1e-12)

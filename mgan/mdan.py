@@ -26,17 +26,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from mgan import io, losses, patches, precision
+from mgan import cli, io, losses, patches, precision, vgg
 from mgan.assets import DEFAULT_STYLE_NAME, asset_path
-from mgan.cli import resolve_device  # re-exported: other modules import it from here
-from mgan.config import ConfigError, from_dict
+from mgan.cli import resolve_device
+from mgan.config import check_choices, from_dict
 from mgan.data import augment, augmentations
 from mgan.discriminator import PatchDiscriminator
-from mgan.vgg import LAYER_INDEX, VGG19Encoder, layer_scale
+from mgan.errors import ConfigError, InputError
+from mgan.vgg import VGG19Encoder, layer_scale
 
 DEFAULT_STYLE = asset_path(DEFAULT_STYLE_NAME)  # package data (mgan/assets/): an installed wheel has it too
 
@@ -67,22 +69,24 @@ class MDANConfig:
     patch_size: int = 8  # neural patch side on d_layer (Fig. 8)
     patch_stride: int = 4  # grid stride of synthesised patches
     d_hidden: int = 256  # channels of D's 3x3 conv (Fig. 9)
-    d_input: str = "maps"  # "maps": D slides over whole maps (fast); "patches": scores extracted patches
+    d_input: Literal["maps", "patches"] = "maps"  # D slides over whole "maps" (fast) or scores extracted "patches"
     blend: bool = True  # average overlapping patch gradients (texture optimisation [18])
     angles: tuple[float, ...] = (-10.0, 0.0, 10.0)  # style pool rotations (degrees)
     scales: tuple[float, ...] = (1 / 1.1, 1.0, 1.1)  # style pool scales
     flip: bool = True  # style pool horizontal flips
     d_warmup: int = 0  # D-only steps on the initial image before deconvolution (0: off, as the original)
     noise_std: float = 0.1  # unguided init: the style's mean colour + uniform noise in [-std, std]
-    postprocess: str = "stretch"  # original's mean +-2 sigma contrast stretch; "clip": clamp to [0, 1]
+    postprocess: Literal["stretch", "clip"] = "stretch"  # the original's mean +-2 sigma stretch; "clip": clamp
     seed: int = 0
     precision: str = "auto"  # "auto" (bf16 where native: mgan.precision), "fp32", "bf16" (bf16 VGG, bf16 autocast for D)
     vgg_weights: str = "caffe"  # "caffe", "torchvision" (cached only) or a .bin path
-    vgg_input: str = "standard"  # "standard" (Caffe BGR 0-255 - mean) or "original" (RGB [-1,1], the original code)
-    pooling: str = "max"
+    # "standard" (Caffe BGR 0-255 - mean) or "original" (RGB [-1,1], the original code's VGG input)
+    vgg_input: Literal["standard", "original"] = "standard"
+    pooling: Literal["max", "avg"] = "max"
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
+        check_choices(self)
         if self.size < 16 or self.size % 8:
             raise ConfigError(f"size: must be a multiple of 8 and >= 16, got {self.size}")
         if self.style_size < 16:
@@ -99,22 +103,13 @@ class MDANConfig:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
         if not 0 <= self.beta1 < 1:
             raise ConfigError(f"beta1: must be in [0, 1), got {self.beta1}")
-        for name in ("d_layer", "content_layer"):
-            if getattr(self, name) not in LAYER_INDEX or getattr(self, name).startswith("pool"):
-                raise ConfigError(f"{name}: not a VGG-19 conv/relu layer: {getattr(self, name)!r}")
+        vgg.check_feature_layer(self.d_layer, "d_layer")
+        vgg.check_feature_layer(self.content_layer, "content_layer")
         if self.patch_size < 1 or self.patch_stride < 1 or self.d_hidden < 1:
             raise ConfigError("patch_size, patch_stride and d_hidden must be >= 1")
-        if self.d_input not in ("maps", "patches"):
-            raise ConfigError(f"d_input: must be 'maps' or 'patches', got {self.d_input!r}")
-        if self.postprocess not in ("clip", "stretch"):
-            raise ConfigError(f"postprocess: must be 'clip' or 'stretch', got {self.postprocess!r}")
         precision.check(self.precision)
         if not self.angles or not self.scales or any(s <= 0 for s in self.scales):
             raise ConfigError("angles and scales must be non-empty, scales > 0")
-        if self.pooling not in ("max", "avg"):
-            raise ConfigError(f"pooling: must be 'max' or 'avg', got {self.pooling!r}")
-        if self.vgg_input not in ("standard", "original"):
-            raise ConfigError(f"vgg_input: must be 'standard' or 'original', got {self.vgg_input!r}")
 
     @property
     def min_side(self) -> int:
@@ -180,16 +175,11 @@ class MDAN:
             input_scaling=config.vgg_input,
         )
         self.encoder.to(self.device)
-        channels = self._channels(config.d_layer)
-        self.D = PatchDiscriminator(channels, config.d_hidden, config.patch_size, config.patch_stride).to(self.device)
+        self.D = PatchDiscriminator(vgg.channels(config.d_layer), config.d_hidden, config.patch_size,
+                                    config.patch_stride).to(self.device)
         self.images_done = 0
         self.pool = self._style_pool(style)
         self.style_mean = style.mean((2, 3), keepdim=True).to(self.device)  # [1, 3, 1, 1]
-
-    @staticmethod
-    def _channels(layer: str) -> int:
-        block = int(layer[4])
-        return {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[block]
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -205,7 +195,7 @@ class MDAN:
             pool.append(self.encoder(copy)[cfg.d_layer])
         min_side = min(min(f.shape[-2:]) for f in pool)
         if min_side < cfg.patch_size:
-            raise io.InputError(
+            raise InputError(
                 f"style image too small: its {cfg.d_layer} map is {min_side} wide, below the "
                 f"{cfg.patch_size}x{cfg.patch_size} patch; use a larger style image or --style-size"
             )
@@ -220,13 +210,13 @@ class MDAN:
         """Restore D from :meth:`state_dict`; mismatching architecture -> InputError."""
         for key in ("d_layer", "patch_size", "d_hidden"):
             if key in state and state[key] != getattr(self.cfg, key):
-                raise io.InputError(f"saved D has {key}={state[key]!r} but this run uses {getattr(self.cfg, key)!r}")
+                raise InputError(f"saved D has {key}={state[key]!r} but this run uses {getattr(self.cfg, key)!r}")
         try:
             self.D.load_state_dict(state["D"])
         except (KeyError, RuntimeError, TypeError) as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
-            raise io.InputError(f"saved D does not fit this discriminator: {detail[:200]}") from None
+            raise InputError(f"saved D does not fit this discriminator: {detail[:200]}") from None
         self.images_done = int(state.get("images_done", 0))
 
     # -- real and synthesised scores ----------------------------------------------
@@ -358,7 +348,7 @@ class MDAN:
             x0 = (self.style_mean.cpu() + cfg.noise_std * (2 * u - 1)).clamp(0, 1).to(dev)
             target = None
         if min(x0.shape[-2:]) < cfg.min_side:
-            raise io.InputError(
+            raise InputError(
                 f"image {x0.shape[-1]}x{x0.shape[-2]} is too small: each side must be >= {cfg.min_side} "
                 f"pixels for {cfg.patch_size}x{cfg.patch_size} patches on {cfg.d_layer}"
             )
@@ -533,8 +523,6 @@ def run_batch(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status: 0 ok, 1 failed, 2 bad input, 130 interrupted (mgan.cli.run)."""
-    from mgan import cli  # noqa: PLC0415  (imported here: the module head belongs to the batch/resume work)
-
     args = _parser().parse_args(argv)
     return cli.run(lambda: _run(args), args=args, interrupted="interrupted; finished outputs are kept")
 
@@ -544,17 +532,17 @@ def check_d_state(state: dict, path: Path) -> dict:
     ``done`` list): field types, and finite weights (NaN weights would score every patch NaN)."""
     weights = state.get("D")
     if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in weights.items()):
-        raise io.InputError(f"{path}: not a saved MDAN D (field 'D' must map names to tensors)")
+        raise InputError(f"{path}: not a saved MDAN D (field 'D' must map names to tensors)")
     fields = {"images_done": int, "d_layer": str, "patch_size": int, "d_hidden": int, "done": list}
     for key, kind in fields.items():
         value = state.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise io.InputError(f"{path}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
+            raise InputError(f"{path}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
     if not all(isinstance(name, str) for name in state.get("done") or []):
-        raise io.InputError(f"{path}: field 'done' must list file names")
+        raise InputError(f"{path}: field 'done' must list file names")
     broken = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if broken is not None:
-        raise io.InputError(f"{path}: D weight {broken} holds NaN or infinite values")
+        raise InputError(f"{path}: D weight {broken} holds NaN or infinite values")
     return state
 
 
@@ -564,12 +552,12 @@ def _check_paths(args: argparse.Namespace, cfg: MDANConfig, out: Path, files: li
     h = args.height or cfg.size
     for option, pixels in (("--style-size", cfg.style_size**2), ("--size", cfg.size * max(cfg.size, h))):
         if pixels > io.max_pixels():
-            raise io.InputError(f"{option}: up to {pixels} pixels, above the limit of {io.max_pixels()}; "
+            raise InputError(f"{option}: up to {pixels} pixels, above the limit of {io.max_pixels()}; "
                                 "lower it, or raise --max-pixels if memory allows")
     if args.save_d is not None and args.save_d.is_dir():
-        raise io.InputError(f"--save-d {args.save_d} is a folder; name a file such as D.pt")
+        raise InputError(f"--save-d {args.save_d} is a folder; name a file such as D.pt")
     if args.content_dir is None and out.is_dir():
-        raise io.InputError(f"--out {out} is a folder; name an output image such as out.png")
+        raise InputError(f"--out {out} is a folder; name an output image such as out.png")
     inputs = [(option, path) for option, path in (("--style", args.style), ("--content", args.content),
                                                   ("--content-dir", args.content_dir), ("--warmup-dir", args.warmup_dir),
                                                   ("--d-init", args.d_init)) if path is not None]
@@ -598,12 +586,10 @@ def _run(args: argparse.Namespace) -> int:
             io.probe_image(p, min_side=cfg.min_side)
         io.check_writable(out)
     else:
-        if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
-            raise io.InputError(f"--out {out}: expected an image file name such as out.png")
-        io.check_writable(out.parent if str(out.parent) else Path("."))
+        io.check_output_image(out)
     h = args.height or cfg.size
     if not batch and args.content is None and (h % 8 or h < 16):  # checked before VGG and the style pool
-        raise io.InputError(f"--height must be a multiple of 8 and >= 16, got {h}")
+        raise InputError(f"--height must be a multiple of 8 and >= 16, got {h}")
     if args.save_d is not None:
         io.check_writable(args.save_d.parent)
     # refuse a bad file early

@@ -1,5 +1,8 @@
-"""Evaluation measures of images that are not losses: no gradients, plain floats.
+"""Evaluation measures that are not losses: nothing here is optimised, only reported (mgan.evaluate).
 
+* :func:`sliced_wasserstein`: distance between the distributions of two feature maps'
+  vectors (``mgan.evaluate``'s style distance).
+* :func:`gram_distance`: relative distance between Gram matrices (second moments).
 * :func:`checkerboard_score`: how much an image's spectrum peaks at the frequencies of an
   8 px periodic pattern, the checkerboard that a stride-8 stack of fractional-strided
   convolutions (MGAN's G, paper Sec. 3.2) leaves in its decodes (Odena et al. 2016,
@@ -11,10 +14,64 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mgan.losses import gram
+
 CHECKERBOARD_PERIOD = 8  # px: G upsamples x8 by three x2 layers (periods 8, 4 and 2 all lie on the 1/8 grid)
 CHECKERBOARD_MIN_SIDE = 64  # px: the grid spacing (side / 8 bins) must exceed the ring radius + main lobe
 _LOBE = 1  # bins: a Hann-windowed on-bin tone spreads over +-1 bin exactly
 _RING = 3  # bins: outer Chebyshev radius of the neighbourhood a peak is compared with
+
+
+def sliced_wasserstein(
+    feat: Tensor, target: Tensor, projections: int = 64, generator: torch.Generator | None = None
+) -> Tensor:
+    """Sliced Wasserstein-2 distance between the feature vectors of two maps.
+
+    Each map is a point cloud of ``H * W`` vectors in ``R^C``; both are projected on
+    ``projections`` random unit directions, sorted, resampled to the same number of
+    quantiles, and ``sqrt(mean (q_a - q_b)^2)`` is returned. Unlike the Gram matrix
+    (second moments only) it compares the whole 1-D marginals along each direction.
+
+    Args:
+        feat, target: ``[1, C, H, W]`` and ``[1, C, H', W']``.
+        generator: seeds the directions (same seed -> same value).
+    Returns:
+        scalar (fp32), in feature units.
+    """
+    if feat.shape[1] != target.shape[1]:
+        raise ValueError(f"channel mismatch: {feat.shape[1]} vs {target.shape[1]}")
+    c = feat.shape[1]
+    a = feat.detach().float().reshape(feat.shape[0], c, -1).transpose(1, 2).reshape(-1, c)
+    b = target.detach().float().reshape(target.shape[0], c, -1).transpose(1, 2).reshape(-1, c)
+    dirs = torch.randn(c, projections, generator=generator).to(a.device)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pa, _ = (a @ dirs).sort(dim=0)
+    pb, _ = (b @ dirs).sort(dim=0)
+    n = min(pa.shape[0], pb.shape[0])
+    qa, qb = _quantiles(pa, n), _quantiles(pb, n)
+    return (qa - qb).pow(2).mean().sqrt()
+
+
+def _quantiles(sorted_vals: Tensor, n: int) -> Tensor:
+    """Resample sorted ``[M, K]`` columns to ``n`` evenly spaced quantiles (linear interpolation)."""
+    m = sorted_vals.shape[0]
+    if m == n:
+        return sorted_vals
+    pos = ((torch.arange(n, device=sorted_vals.device, dtype=torch.float32) + 0.5) * m / n - 0.5).clamp(0, m - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=m - 1)
+    w = (pos - lo.float())[:, None]
+    return sorted_vals[lo] * (1 - w) + sorted_vals[hi] * w
+
+
+def gram_distance(feat: Tensor, target_gram: Tensor) -> Tensor:
+    """Relative Gram distance ``||G(feat) - A||_F / ||A||_F`` (0 = same second moments).
+
+    Args:
+        feat: ``[1, C, H, W]``; target_gram: ``[1, C, C]`` from :func:`mgan.losses.gram`.
+    """
+    g = gram(feat)
+    return (g - target_gram).norm() / target_gram.norm().clamp_min(1e-12)
 
 
 @torch.no_grad()

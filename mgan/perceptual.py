@@ -28,7 +28,7 @@ original trains 40k iterations on COCO, far beyond this CPU, so the CLI takes
 CLI::
 
     python -m mgan.perceptual train --style picasso.jpg --data photos/ --steps 2000
-    python -m mgan.perceptual stylize --checkpoint runs/00001-perceptual-picasso/final.pt \\
+    python -m mgan.perceptual stylize --checkpoint runs/00000-perceptual-picasso/final.pt \\
         --content tubingen.jpg --out out.png
     python -m mgan.perceptual train --task sr --upscale 4 --data photos/ --steps 2000
 """
@@ -36,25 +36,24 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgan import cli, io, losses
+from mgan import cli, io, losses, runs
 from mgan import precision as prec  # `precision` is a parameter name of apply()
-from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
+from mgan.cli import resolve_device
+from mgan.config import apply_overrides, check_choices, dump_yaml, from_dict, load_yaml, to_dict
 from mgan.data import PhotoCrops
-from mgan.gatys import check_image_path, resize_longest
-from mgan.mdan import resolve_device
-from mgan.vgg import LAYER_INDEX, VGG19Encoder
+from mgan.errors import ConfigError, InputError, one_line
+from mgan.vgg import VGG19Encoder, check_feature_layer
 
 CHECKPOINT_FORMAT = "mgan-perceptual-v1"
 
@@ -63,7 +62,7 @@ CHECKPOINT_FORMAT = "mgan-perceptual-v1"
 class PerceptualConfig:
     """Options of a feed-forward perceptual network and its training."""
 
-    task: str = "style"  # "style" (stylisation) or "sr" (super-resolution)
+    task: Literal["style", "sr"] = "style"  # "style" (stylisation) or "sr" (super-resolution)
     upscale: int = 4  # sr only: 4 or 8
     image_size: int = 256  # training crop side (the high-resolution side for sr)
     load_size: int = 0  # photos are resized to this shorter side before cropping (0: image_size)
@@ -87,8 +86,7 @@ class PerceptualConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
-        if self.task not in ("style", "sr"):
-            raise ConfigError(f"task: must be 'style' or 'sr', got {self.task!r}")
+        check_choices(self)
         if self.task == "sr" and self.upscale not in (2, 4, 8):
             raise ConfigError(f"upscale: must be 2, 4 or 8, got {self.upscale}")
         if self.image_size < 16 or self.image_size % (self.upscale if self.task == "sr" else 4):
@@ -101,9 +99,9 @@ class PerceptualConfig:
             raise ConfigError(f"max_seconds: must be >= 0, got {self.max_seconds}")
         if self.batch_size < 1 or self.steps < 0 or self.lr <= 0:
             raise ConfigError("batch_size must be >= 1, steps >= 0, lr > 0")
-        for name in (self.content_layer, *self.style_layers):
-            if name not in LAYER_INDEX or name.startswith("pool"):
-                raise ConfigError(f"layer {name!r} is not a VGG-19 conv/relu layer")
+        check_feature_layer(self.content_layer, "content_layer")
+        for name in self.style_layers:
+            check_feature_layer(name, "style_layers")
         for name in ("content_weight", "style_weight", "tv_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
@@ -209,12 +207,7 @@ def degrade(hr: Tensor, factor: int, sigma: float = 1.0) -> Tensor:
 
     ``[N, 3, H, W]`` -> ``[N, 3, H / factor, W / factor]`` in ``[0, 1]``.
     """
-    k = torch.arange(-2, 3, dtype=torch.float32, device=hr.device)
-    g = torch.exp(-(k**2) / (2 * sigma**2))
-    g = g / g.sum()
-    x = F.pad(hr, (2, 2, 2, 2), mode="reflect")
-    x = F.conv2d(x, g.view(1, 1, 1, 5).expand(3, 1, 1, 5), groups=3)
-    x = F.conv2d(x, g.view(1, 1, 5, 1).expand(3, 1, 5, 1), groups=3)
+    x = io.gaussian_blur(hr.float(), sigma, radius=2)  # 5 taps, as Johnson et al.'s
     h, w = hr.shape[-2] // factor, hr.shape[-1] // factor
     return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
 
@@ -240,7 +233,7 @@ class PerceptualLoss(nn.Module):
         self.grams: dict[str, Tensor] = {}
         if style is not None and cfg.style_weight > 0 and cfg.style_layers:
             with torch.no_grad():
-                feats = self.encoder(resize_longest(style, cfg.style_size).to(device), cfg.style_layers)
+                feats = self.encoder(io.resize_longest(style, cfg.style_size).to(device), cfg.style_layers)
             self.grams = {k: losses.gram(v) for k, v in feats.items()}
 
     def forward(self, out: Tensor, target: Tensor) -> dict[str, Tensor]:
@@ -258,15 +251,6 @@ class PerceptualLoss(nn.Module):
         return terms
 
 
-def next_run_dir(root: Path, name: str) -> Path:
-    """``root/00007-name``: one more than the highest number already there (created)."""
-    root.mkdir(parents=True, exist_ok=True)
-    nums = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
-    run = root / f"{max(nums, default=0) + 1:05d}-{name}"
-    run.mkdir()
-    return run
-
-
 def save_model(net: TransformNet, cfg: PerceptualConfig, path: Path, extra: dict | None = None) -> Path:
     """Write a checkpoint dict (format tag, config, weights, plus ``extra``) atomically."""
     return io.save_checkpoint({"format": CHECKPOINT_FORMAT, "config": to_dict(cfg),
@@ -277,13 +261,13 @@ def load_model(path: str | Path) -> tuple[TransformNet, PerceptualConfig]:
     """Load a trained network (``final.pt`` or ``checkpoint.pt``); InputError if it is not one."""
     ckpt = io.load_checkpoint(path)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise io.InputError(f"{path}: not a perceptual-network checkpoint (format {ckpt.get('format')!r})")
+        raise InputError(f"{path}: not a perceptual-network checkpoint (format {ckpt.get('format')!r})")
     try:
         cfg = from_dict(PerceptualConfig, ckpt["config"])
         net = build_network(cfg)
         net.load_state_dict(ckpt["net"])
     except (KeyError, RuntimeError, ConfigError) as exc:
-        raise io.InputError(f"{path}: checkpoint does not fit its config ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{path}: checkpoint does not fit its config ({one_line(exc)[:160]})") from None
     return net.eval(), cfg
 
 
@@ -319,6 +303,8 @@ def train(
         opt.load_state_dict(resume["opt"])
         start = int(resume["step"])
         gen.set_state(resume["rng"])
+        if run_dir is not None:  # rows an interrupted run logged after its checkpoint are logged again
+            runs.trim_metrics(run_dir, start)
     sampler = PhotoCrops(files, cfg.image_size, cfg.load_size, generator=gen)
     criterion = PerceptualLoss(cfg, style, device, encoder)
     # Sample-grid inputs: their own generator, so they are the same on resume and leave the crop stream alone.
@@ -350,8 +336,7 @@ def train(
                    "seconds": time.perf_counter() - t0}
             history.append(row)
             if run_dir is not None:
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                runs.append_metrics(run_dir, row)
         if progress:
             bar.set_postfix(loss=f"{loss.item():.4g}")
         if run_dir is not None and ((step + 1) % cfg.sample_every == 0 or last):
@@ -383,7 +368,7 @@ def apply(net: TransformNet, image: Tensor, device: torch.device | str = "cpu", 
     m = net.multiple
     h, w = image.shape[-2] // m * m, image.shape[-1] // m * m
     if h < m or w < m:
-        raise io.InputError(f"image {image.shape[-1]}x{image.shape[-2]} is too small for this network")
+        raise InputError(f"image {image.shape[-1]}x{image.shape[-2]} is too small for this network")
     x = image[..., :h, :w].to(device)
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=prec.resolve(precision, device) == "bf16"):
         y = net.to(device).eval()(x)
@@ -440,7 +425,7 @@ def _train_main(args: argparse.Namespace) -> int:
     if args.resume is not None:
         resume = io.load_checkpoint(args.resume)
         if resume.get("format") != CHECKPOINT_FORMAT or "opt" not in resume:
-            raise io.InputError(f"{args.resume}: not a resumable perceptual checkpoint.pt")
+            raise InputError(f"{args.resume}: not a resumable perceptual checkpoint.pt")
         data = dict(resume["config"])
     else:
         data = load_yaml(args.config) if args.config else {}
@@ -456,7 +441,7 @@ def _train_main(args: argparse.Namespace) -> int:
     style = None
     if cfg.task == "style":
         if args.style is None:
-            raise io.InputError("--style is required for task 'style'")
+            raise InputError("--style is required for task 'style'")
         style = io.load_image(args.style, min_side=16)
     device = resolve_device(args.device)
     if args.dry_run:
@@ -467,10 +452,8 @@ def _train_main(args: argparse.Namespace) -> int:
         run_dir = args.resume.parent
     else:
         name = args.name or (f"perceptual-{args.style.stem}" if cfg.task == "style" else f"perceptual-sr{cfg.upscale}")
-        io.check_writable(args.runs)
-        run_dir = next_run_dir(args.runs, re.sub(r"[^A-Za-z0-9_.-]", "_", name))
-        with io.atomic_write(run_dir / "config.yaml", "w") as f:
-            f.write(dump_yaml(cfg))
+        run_dir = runs.next_run_dir(args.runs, name)
+        runs.write_config(run_dir, dump_yaml(cfg))
     print(f"run folder: {run_dir}")
     prec.announce(cfg.precision, device)
     train(cfg, files, style, run_dir, device, resume=resume, progress=True)
@@ -482,7 +465,7 @@ def _apply_main(args: argparse.Namespace) -> int:
     net, cfg = load_model(args.checkpoint)
     device = resolve_device(args.device)
     if args.content is not None:
-        check_image_path(args.out)
+        io.check_output_image(args.out)
         jobs = [(args.content, args.out)]
         inputs = [("--content", args.content)]
     else:

@@ -28,7 +28,7 @@ from typing import TextIO
 
 import torch
 
-from mgan.config import ConfigError
+from mgan.errors import ConfigError
 
 CHOICES = ("auto", "fp32", "bf16")
 FORCE_NO_BF16 = "MGAN_FORCE_NO_BF16"
@@ -145,7 +145,7 @@ def announce(name: str, device: torch.device | str, file: TextIO | None = None) 
 
 
 def check(name: str, key: str = "precision") -> None:
-    """Config validation: raise :class:`~mgan.config.ConfigError` naming ``key`` unless ``name`` is a choice."""
+    """Config validation: raise :class:`~mgan.errors.ConfigError` naming ``key`` unless ``name`` is a choice."""
     if name not in CHOICES:
         raise ConfigError(f"{key}: must be 'auto', 'fp32' or 'bf16', got {name!r}")
 

@@ -2,15 +2,30 @@
 
 STYLE.md convention 6: every training run goes to an auto-numbered folder holding the
 resolved config, one JSON row per logged step, sample grids and checkpoints; nothing
-is written outside it. The helpers here are what every trainer needs for that, so no
-baseline has to import another one for them.
+is written outside it. The helpers here are what every trainer (:mod:`mgan.train`,
+:mod:`mgan.perceptual`, :mod:`mgan.texture_nets`) needs for that, so no baseline has to
+import another one for them:
+
+- numbering: the first run in a folder is ``00000-name``, each new one takes one more
+  than the highest number there (as StyleGAN2-ADA numbers its runs); ``mkdir`` decides
+  between two processes that start at once, so they never share a folder;
+- ``metrics.jsonl``: a resumed run first drops the rows past its checkpoint's step (an
+  interrupted run logged them after its last checkpoint), so no step appears twice;
+- wandb: optional (the ``[wandb]`` extra), offline unless asked, one wandb run per run
+  folder across resumes (its id is kept in ``wandb_id.txt``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
+import string
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from torch import Tensor
 
 from mgan import io
 
@@ -23,7 +38,7 @@ def safe_name(name: str) -> str:
 
 
 def next_run_dir(root: str | Path, name: str) -> Path:
-    """Create and return ``root/NNNNN-name``, one more than the highest number already there.
+    """Create and return ``root/NNNNN-name``, one more than the highest number already there (``00000`` first).
 
     ``name`` is made safe with :func:`safe_name`. Two processes starting at once get
     different numbers (``mkdir`` fails for the second, which takes the next one).
@@ -32,12 +47,21 @@ def next_run_dir(root: str | Path, name: str) -> Path:
     name = safe_name(name)
     while True:
         nums = [int(m.group(1)) for p in root.iterdir() if (m := RUN_NAME.match(p.name))]
-        run = root / f"{max(nums, default=0) + 1:05d}-{name}"
+        run = root / f"{max(nums, default=-1) + 1:05d}-{name}"
         try:
             run.mkdir()
             return run
         except FileExistsError:  # another process took the number
             continue
+
+
+def find_run(root: str | Path, name: str, accept: Callable[[Path], bool]) -> Path | None:
+    """The highest-numbered run folder ``root/NNNNN-name`` for which ``accept(folder)`` is true, or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    found = sorted((p for p in root.iterdir() if (m := RUN_NAME.match(p.name)) and m.group(2) == name), reverse=True)
+    return next((run for run in found if accept(run)), None)
 
 
 def write_config(run_dir: Path, text: str) -> Path:
@@ -69,3 +93,63 @@ def trim_metrics(run_dir: Path, step: int) -> None:
             keep.append(line)
     with io.atomic_write(path, "w") as f:
         f.write("".join(line + "\n" for line in keep))
+
+
+class MetricsLog:
+    """``run_dir/metrics.jsonl``, kept open for appending; a run resumed at ``resume_step``
+    first drops the rows past it (:func:`trim_metrics`). Each row is flushed as written."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+        if resume_step is not None:
+            trim_metrics(run_dir, resume_step)
+        self.path = run_dir / "metrics.jsonl"
+        self.file = self.path.open("a")
+
+    def write(self, row: dict) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class WandbLog:
+    """Optional Weights & Biases logging of a run folder; every call is a no-op unless ``enabled``.
+
+    wandb is imported only when enabled (the ``[wandb]`` extra). The wandb run id is kept in
+    ``run_dir/wandb_id.txt``, so a resumed run continues the same wandb run.
+
+    Args:
+        config: the resolved config as a plain dict (shown by wandb).
+        mode: ``"offline"`` (the default: nothing leaves the machine) or ``"online"``.
+    """
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], enabled: bool = False, project: str = "mgan",
+                 entity: str | None = None, mode: str = "offline") -> None:
+        self.run = None
+        if not enabled:
+            return
+        from mgan.extras import require  # noqa: PLC0415
+
+        wandb = require("wandb", "wandb logging (wandb.enabled)")  # the [wandb] extra
+
+        id_file = run_dir / "wandb_id.txt"
+        if not id_file.is_file():  # (wandb.util.generate_id is gone from wandb 0.2x on)
+            id_file.write_text("".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8)))
+        run_id = id_file.read_text().strip()
+        self.wandb = wandb
+        self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(run_dir), name=run_dir.name,
+                              id=run_id, resume="allow", config=config)
+
+    def log(self, row: dict, step: int, image: Tensor | None = None) -> None:
+        """Log ``row`` (and an image ``[1, 3, H, W]`` in ``[0, 1]`` as ``samples``) at ``step``."""
+        if self.run is None:
+            return
+        data = dict(row)
+        if image is not None:
+            data["samples"] = self.wandb.Image(io.to_uint8(image))
+        self.run.log(data, step=step)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()

@@ -57,7 +57,7 @@ smaller ``image_size`` / ``batch_size``) for a quick model, as the help example 
 CLI::
 
     python -m mgan.texture_nets train --texture pebbles.jpg --steps 300 --set image_size=128 --set batch_size=4
-    python -m mgan.texture_nets synthesize --checkpoint runs/00001-texture_nets-pebbles/final.pt --size 512 --out t.png
+    python -m mgan.texture_nets synthesize --checkpoint runs/00000-texture_nets-pebbles/final.pt --size 512 --out t.png
     python -m mgan.texture_nets train --mode style --style picasso.jpg --data photos/ --steps 2000
     python -m mgan.texture_nets synthesize --checkpoint RUN/final.pt --content tubingen.jpg --out out.png
 """
@@ -80,9 +80,10 @@ from torch import Tensor, nn
 
 from mgan import cli, io, losses, runs
 from mgan import precision as prec  # `precision` is a parameter name below
-from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
+from mgan.config import apply_overrides, check_choices, dump_yaml, from_dict, load_yaml, to_dict
 from mgan.data import PhotoCrops
-from mgan.vgg import CAFFE_MEAN_BGR, LAYER_INDEX, VGG19Encoder
+from mgan.errors import ConfigError, InputError, one_line
+from mgan.vgg import CAFFE_MEAN_BGR, VGG19Encoder, check_feature_layer
 
 CHECKPOINT_FORMAT = "mgan-texture-nets-v1"
 TEXTURE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # texture_nets_v1 texture_train.lua
@@ -123,11 +124,7 @@ class TextureNetsConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the key for impossible values."""
-        choices = {"mode": ("texture", "style"), "norm": ("batch", "instance"), "activation": ("leaky", "relu"),
-                   "padding": ("circular", "replicate", "zeros")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"{key}: must be one of {list(allowed)}, got {getattr(self, key)!r}")
+        check_choices(self)
         if not 1 <= self.scales <= 10:
             raise ConfigError(f"scales: must be 1..10, got {self.scales}")
         if self.image_size <= 2 ** (self.scales - 1) or self.image_size > 4096:
@@ -147,9 +144,9 @@ class TextureNetsConfig:
             raise ConfigError("lr must be > 0, lr_decay in (0, 1], lr_decay_every >= 1")
         if not self.style_layers:
             raise ConfigError("style_layers: give at least one layer")
-        for name in (*self.style_layers, self.content_layer):
-            if name not in LAYER_INDEX or name.startswith("pool"):
-                raise ConfigError(f"layer {name!r} is not a VGG-19 conv/relu layer")
+        for name in self.style_layers:
+            check_feature_layer(name, "style_layers")
+        check_feature_layer(self.content_layer, "content_layer")
         for name in ("style_weight", "content_weight", "tv_weight", "max_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
@@ -396,13 +393,13 @@ def load_model(path: str | Path) -> tuple[PyramidGenerator, TextureNetsConfig]:
     """A trained generator (``final.pt`` or ``checkpoint.pt``) in eval mode; InputError if the file is not one."""
     ckpt = io.load_checkpoint(path)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise io.InputError(f"{path}: not a Texture Networks checkpoint (format {ckpt.get('format')!r})")
+        raise InputError(f"{path}: not a Texture Networks checkpoint (format {ckpt.get('format')!r})")
     try:
         cfg = from_dict(TextureNetsConfig, ckpt["config"])
         net = build_generator(cfg)
         net.load_state_dict(ckpt["net"])
     except (KeyError, RuntimeError, ConfigError, TypeError) as exc:
-        raise io.InputError(f"{path}: checkpoint does not fit its config ({cli.one_line(exc)[:160]})") from None
+        raise InputError(f"{path}: checkpoint does not fit its config ({one_line(exc)[:160]})") from None
     return net.eval(), cfg
 
 
@@ -449,7 +446,7 @@ def train(
     cfg.validate()
     device = torch.device(device)
     if cfg.mode == "style" and not files:
-        raise io.InputError("style mode trains on photos: give a folder of them (--data)")
+        raise InputError("style mode trains on photos: give a folder of them (--data)")
     net = build_generator(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -522,7 +519,7 @@ def train(
 
 def _check_side(cfg: TextureNetsConfig, height: int, width: int) -> None:
     if min(height, width) < cfg.min_side:
-        raise io.InputError(f"{width}x{height} is too small for this {cfg.scales}-scale generator; "
+        raise InputError(f"{width}x{height} is too small for this {cfg.scales}-scale generator; "
                             f"each side must be at least {cfg.min_side} px")
 
 
@@ -535,7 +532,7 @@ def synthesize(net: PyramidGenerator, cfg: TextureNetsConfig, height: int, width
     samples). ``precision`` ``"bf16"`` runs under bf16 autocast; ``"auto"`` where native.
     """
     if cfg.mode != "texture":
-        raise io.InputError("this generator was trained for style transfer: give a photo (--content)")
+        raise InputError("this generator was trained for style transfer: give a photo (--content)")
     _check_side(cfg, height, width)
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
@@ -553,7 +550,7 @@ def stylize(net: PyramidGenerator, cfg: TextureNetsConfig, photo: Tensor, seed: 
     ``seed`` draws the noise channels concatenated with the photo at every scale.
     """
     if cfg.mode != "style":
-        raise io.InputError("this generator synthesises textures from noise: it takes no photo (use --size)")
+        raise InputError("this generator synthesises textures from noise: it takes no photo (use --size)")
     _check_side(cfg, *photo.shape[-2:])
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
@@ -635,7 +632,7 @@ def _train_config(args: argparse.Namespace) -> tuple[TextureNetsConfig, dict | N
     if args.resume is not None:
         resume = io.load_checkpoint(args.resume)
         if resume.get("format") != CHECKPOINT_FORMAT or "opt" not in resume:
-            raise io.InputError(f"{args.resume}: not a resumable Texture Networks checkpoint.pt")
+            raise InputError(f"{args.resume}: not a resumable Texture Networks checkpoint.pt")
         data = dict(resume["config"])
     else:
         data = load_yaml(args.config) if args.config else {}
@@ -645,21 +642,19 @@ def _train_config(args: argparse.Namespace) -> tuple[TextureNetsConfig, dict | N
     if args.precision is not None:
         args.overrides.append(f"precision={args.precision}")
     apply_overrides(data, args.overrides)
-    mode = data.pop("mode", args.mode)
-    if mode not in ("texture", "style"):
-        raise ConfigError(f"mode: must be one of ['texture', 'style'], got {mode!r}")
+    mode = data.pop("mode", args.mode)  # for_mode's from_dict refuses a mode other than texture or style
     return TextureNetsConfig.for_mode(mode, **data), resume
 
 
 def _train_main(args: argparse.Namespace) -> int:
     cfg, resume = _train_config(args)
     if args.style is None:
-        raise io.InputError("--texture (or --style) IMAGE is required")
+        raise InputError("--texture (or --style) IMAGE is required")
     style = io.load_image(args.style, max_side=cfg.style_size, min_side=16)
     files = None
     if cfg.mode == "style":
         if args.data is None:
-            raise io.InputError("style mode trains on photos: give --data FOLDER")
+            raise InputError("style mode trains on photos: give --data FOLDER")
         files = io.list_images(args.data)
     device = cli.resolve_device(args.device)
     if args.dry_run:
@@ -679,12 +674,6 @@ def _train_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_image_out(path: Path, flag: str = "--out") -> None:
-    if path.suffix.lower() not in io.IMAGE_EXTENSIONS:
-        raise io.InputError(f"{flag} {path}: expected an image file name such as out.png")
-    io.check_writable(path.parent if str(path.parent) else Path("."))
-
-
 def _announce_generator(precision: str, device: torch.device) -> None:
     """The precision line of synthesis: the generator's, which ``auto`` keeps in fp32 (see :func:`_autocast`)."""
     if precision == "bf16":
@@ -698,13 +687,13 @@ def _synthesize_main(args: argparse.Namespace) -> int:
     net, cfg = load_model(args.checkpoint)
     device = cli.resolve_device(args.device)
     if args.max_side is not None and args.max_side < cfg.min_side:
-        raise io.InputError(f"--max-side: must be at least {cfg.min_side} for this generator")
+        raise InputError(f"--max-side: must be at least {cfg.min_side} for this generator")
     if cfg.mode == "texture":
         if args.content is not None or args.content_dir is not None:
-            raise io.InputError("this generator synthesises textures from noise: give --size, not a photo")
+            raise InputError("this generator synthesises textures from noise: give --size, not a photo")
         height, width = args.size or (cfg.image_size, cfg.image_size)
         _check_side(cfg, height, width)
-        _check_image_out(args.out)
+        io.check_output_image(args.out)
         io.check_outputs([("--out", args.out)], [("--checkpoint", args.checkpoint)])
         _announce_generator(args.precision, device)  # after the input checks: a bad input gets one error line
         t = time.perf_counter()
@@ -713,9 +702,9 @@ def _synthesize_main(args: argparse.Namespace) -> int:
         print(f"wrote {args.out} ({width}x{height}, {1000 * (time.perf_counter() - t):.0f} ms)")
         return 0
     if args.content is None and args.content_dir is None:
-        raise io.InputError("this generator stylises photos: give --content PHOTO or --content-dir FOLDER")
+        raise InputError("this generator stylises photos: give --content PHOTO or --content-dir FOLDER")
     if args.content is not None:
-        _check_image_out(args.out)
+        io.check_output_image(args.out)
         jobs = [(args.content, args.out)]
         inputs = [("--content", args.content)]
     else:

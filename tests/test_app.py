@@ -27,24 +27,10 @@ import torch
 from conftest import SHARED, smooth_image
 from PIL import Image
 
-from mgan import app, decode, io
+from mgan import app, decode, io, video
 from mgan.generator import Generator, GeneratorConfig, save_release
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """64 px decodes gain nothing from a second thread on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    """A tiny random generator release (32-16-8 channels): fast, and its output is not the photo."""
-    torch.manual_seed(0)
-    return save_release(Generator(GeneratorConfig(channels=(32, 16, 8))), tmp_path_factory.mktemp("g") / "tiny.safetensors")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +38,6 @@ def cache() -> app.DecoderCache:
     return app.DecoderCache(device="cpu", precision="fp32")
 
 
-@pytest.fixture
-def photo(tmp_path) -> Path:
-    return io.save_image(smooth_image(1, 48, 64), tmp_path / "photo.png")
 
 
 class Spy:
@@ -79,11 +62,11 @@ def _ui(**kw) -> dict:
 # ----------------------------------------------------------------------------- controls -> job -> decoder
 
 
-def test_photo_controls_reach_the_decoder(model, cache, photo, tmp_path):
-    job = app.job_from_ui(**_ui(upload=str(photo), model_upload=str(model), strength=0.5, preserve_colors=True))
-    assert (job.source, job.upload, job.model, job.model_name, job.size) == ("upload", photo, model, "tiny", 64)
+def test_photo_controls_reach_the_decoder(tiny_release, cache, photo_file, tmp_path):
+    job = app.job_from_ui(**_ui(upload=str(photo_file), model_upload=str(tiny_release), strength=0.5, preserve_colors=True))
+    assert (job.source, job.upload, job.model, job.model_name, job.size) == ("upload", photo_file, tiny_release, "tiny", 64)
     assert (job.strength, job.preserve_colors, job.mask) == (0.5, True, None)
-    spy = Spy(cache.get(model))
+    spy = Spy(cache.get(tiny_release))
     seen = []
     result = app.run_job(job, spy, tmp_path, progress=lambda f, what: seen.append(f))
     assert spy.calls == [{"shape": (1, 3, 48, 64), "tileable": False, "progress": True}]
@@ -93,48 +76,48 @@ def test_photo_controls_reach_the_decoder(model, cache, photo, tmp_path):
     assert "64x48 PNG" in app.summary(result, 0.0, job.model_name)
 
 
-def test_size_zero_keeps_the_photo_and_strength_zero_gives_it_back(model, cache, photo, tmp_path):
-    job = app.job_from_ui(**_ui(upload=str(photo), model_upload=str(model), size=0, strength=0.0))
-    result = app.run_job(job, cache.get(model), tmp_path)
+def test_size_zero_keeps_the_photo_and_strength_zero_gives_it_back(tiny_release, cache, photo_file, tmp_path):
+    job = app.job_from_ui(**_ui(upload=str(photo_file), model_upload=str(tiny_release), size=0, strength=0.0))
+    result = app.run_job(job, cache.get(tiny_release), tmp_path)
     out = io.load_image(result.path)
     assert out.shape[-2:] == (48, 64)
-    assert (out - io.load_image(photo)).abs().max() < 1 / 255 + 1e-6  # 8-bit round trip
+    assert (out - io.load_image(photo_file)).abs().max() < 1 / 255 + 1e-6  # 8-bit round trip
 
 
-def test_mask_is_passed_to_the_controls(model, cache, photo, tmp_path):
+def test_mask_is_passed_to_the_controls(tiny_release, cache, photo_file, tmp_path):
     black = io.save_image(torch.zeros(1, 3, 8, 8), tmp_path / "mask.png")  # black: keep the photo everywhere
-    job = app.job_from_ui(**_ui(upload=str(photo), model_upload=str(model), mask=str(black)))
+    job = app.job_from_ui(**_ui(upload=str(photo_file), model_upload=str(tiny_release), mask=str(black)))
     assert job.mask == black
-    out = io.load_image(app.run_job(job, cache.get(model), tmp_path).path)
-    assert (out - io.load_image(photo)).abs().max() < 1 / 255 + 1e-6
+    out = io.load_image(app.run_job(job, cache.get(tiny_release), tmp_path).path)
+    assert (out - io.load_image(photo_file)).abs().max() < 1 / 255 + 1e-6
 
 
-def test_noise_controls_reach_the_decoder(model, cache, tmp_path):
+def test_noise_controls_reach_the_decoder(tiny_release, cache, tmp_path):
     job = app.job_from_ui(**_ui(source="Noise", noise="brown", seed=7.0, tileable=True, size=70,
-                                model_upload=str(model), strength=0.2))
+                                model_upload=str(tiny_release), strength=0.2))
     assert (job.source, job.noise, job.seed, job.tileable, job.size, job.strength) == ("noise", "brown", 7, True, 64, 1.0)
-    spy = Spy(cache.get(model))
+    spy = Spy(cache.get(tiny_release))
     a = io.load_image(app.run_job(job, spy, tmp_path).path)
-    b = io.load_image(app.run_job(job, cache.get(model), tmp_path).path)
+    b = io.load_image(app.run_job(job, cache.get(tiny_release), tmp_path).path)
     assert spy.calls == [{"shape": (1, 3, 64, 64), "tileable": True, "progress": False}]
     assert torch.equal(a, b)  # same seed, same texture
     assert app.job_from_ui(**_ui(source="Noise", size=0)).size == app.DEFAULT_SIZE
 
 
-def test_bundled_style_is_the_default(photo):
-    job = app.job_from_ui(**_ui(upload=str(photo), model_name=None))
+def test_bundled_style_is_the_default(photo_file):
+    job = app.job_from_ui(**_ui(upload=str(photo_file), model_name=None))
     assert job.model == decode.DEFAULT_MODEL and next(iter(app.bundled_models())) == "picasso"
 
 
-def test_video_is_decoded_frame_by_frame_with_progress(model, cache, tmp_path):
+def test_video_is_decoded_frame_by_frame_with_progress(tiny_release, cache, tmp_path):
     clip = tmp_path / "clip.mp4"
-    writer = decode.VideoWriter(clip, 8)
+    writer = video.VideoWriter(clip, 8)
     for i in range(4):
         writer.write(smooth_image(i, 48, 64))
     writer.close()
     assert "4 frames" in app.check_upload(clip)
-    job = app.job_from_ui(**_ui(upload=str(clip), model_upload=str(model), size=0))
-    spy, seen = Spy(cache.get(model)), []
+    job = app.job_from_ui(**_ui(upload=str(clip), model_upload=str(tiny_release), size=0))
+    spy, seen = Spy(cache.get(tiny_release)), []
     result = app.run_job(job, spy, tmp_path, progress=lambda f, what: seen.append(f))
     assert (result.kind, result.frames, result.width, result.height) == ("video", 4, 64, 48)
     assert len(spy.calls) == 4 and seen[-1] == 1.0 and result.path.suffix == ".mp4"
@@ -167,7 +150,7 @@ def _truncated_png(path: Path) -> Path:
     return path
 
 
-def test_bad_uploads_get_one_sentence_with_the_users_file_name(model, cache, photo, tmp_path):
+def test_bad_uploads_get_one_sentence_with_the_users_file_name(tiny_release, cache, photo_file, tmp_path):
     upload_dir = tmp_path / "uploads" / "0123abcd"  # the app's temporary path must not show
     upload_dir.mkdir(parents=True)
     text = upload_dir / "notes.png"
@@ -175,30 +158,30 @@ def test_bad_uploads_get_one_sentence_with_the_users_file_name(model, cache, pho
     cases = [
         (text, app.Limits(), "notes.png: not an image file"),
         (_truncated_png(upload_dir / "cut.png"), app.Limits(), "cut.png: cannot decode image .* truncated or corrupt"),
-        (photo, app.Limits(max_pixels=1000), r"photo.png is 64x48 \(0 MP\); the app accepts images up to 0 MP"),
+        (photo_file, app.Limits(max_pixels=1000), r"photo.png is 64x48 \(0 MP\); the app accepts images up to 0 MP"),
     ]
-    decoder = cache.get(model)
+    decoder = cache.get(tiny_release)
     for path, limits, message in cases:
         with pytest.raises(io.InputError, match=message) as err:
             app.check_upload(path, limits)
         assert str(tmp_path) not in str(err.value)
-        job = app.job_from_ui(**_ui(upload=str(path), model_upload=str(model)))
+        job = app.job_from_ui(**_ui(upload=str(path), model_upload=str(tiny_release)))
         with pytest.raises(io.InputError, match=message) as err:
             app.run_job(job, decoder, tmp_path, limits)
         assert str(tmp_path) not in str(err.value) and "\n" not in str(err.value)
-    big = app.job_from_ui(**_ui(upload=str(photo), model_upload=str(model), size=0))
+    big = app.job_from_ui(**_ui(upload=str(photo_file), model_upload=str(tiny_release), size=0))
     with pytest.raises(io.InputError, match="photo.png is 64x48; the app makes images up to 60 px"):
         app.run_job(big, decoder, tmp_path, app.Limits(max_side=60))
 
 
-def test_wrong_model_files(photo, tmp_path):
+def test_wrong_model_files(photo_file, tmp_path):
     from safetensors.torch import save_file
 
     cache = app.DecoderCache(device="cpu", precision="fp32")
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
     with pytest.raises(io.InputError, match="not a safetensors generator"):
-        cache.get(photo)
+        cache.get(photo_file)
     with pytest.raises(io.InputError, match="not an mgan generator"):
         cache.get(foreign)
     with pytest.raises(io.InputError, match="generator not found"):
@@ -209,7 +192,7 @@ def test_wrong_model_files(photo, tmp_path):
 # ----------------------------------------------------------------------------- cache and files
 
 
-def test_decoder_is_loaded_once_per_model(model, tmp_path):
+def test_decoder_is_loaded_once_per_model(tiny_release, tmp_path):
     made = []
 
     def factory(path, **kw):
@@ -217,20 +200,20 @@ def test_decoder_is_loaded_once_per_model(model, tmp_path):
         return object()
 
     cache = app.DecoderCache(capacity=2, factory=factory)
-    copy = shutil.copy(model, tmp_path / "same-bytes.safetensors")  # a re-upload of the same file
+    copy = shutil.copy(tiny_release, tmp_path / "same-bytes.safetensors")  # a re-upload of the same file
     other = save_release(Generator(GeneratorConfig(channels=(16, 8, 8))), tmp_path / "other.safetensors")
     third = save_release(Generator(GeneratorConfig(channels=(8, 8, 8))), tmp_path / "third.safetensors")
-    d = cache.get(model)
-    assert cache.get(model) is d and cache.get(Path(copy)) is d and cache.loads == 1
+    d = cache.get(tiny_release)
+    assert cache.get(tiny_release) is d and cache.get(Path(copy)) is d and cache.loads == 1
     threads = [threading.Thread(target=cache.get, args=(other,)) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert cache.loads == 2  # concurrent requests for a new model wait for one load
-    cache.get(third)  # capacity 2: the least recently used (model) goes
-    cache.get(model)
-    assert cache.loads == 4 and made[-1] == model
+    cache.get(third)  # capacity 2: the least recently used (tiny_release) goes
+    cache.get(tiny_release)
+    assert cache.loads == 4 and made[-1] == tiny_release
 
 
 def test_files_stay_in_the_apps_folder_per_session(tmp_path):

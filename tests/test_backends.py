@@ -3,90 +3,53 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import write_video
 from torch import nn
 
-from mgan import backends, decode, noise
-from mgan.generator import Generator, GeneratorConfig, save_release
+from mgan import backends, decode, io, noise, video
 
-SMALL = GeneratorConfig(channels=(32, 16, 8))
 TOL = 1 / 255  # the issue's bar: a backend gives torch fp32's pixels up to one 8-bit level
 FAST = [pytest.param(b, marks=pytest.mark.skipif(not backends.installed(b), reason=f"{b} not installed"))
         for b in backends.FAST]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tiles gain nothing from a second thread on a shared CPU (as in test_decode.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    G = Generator(SMALL)
-    g = torch.Generator().manual_seed(1)
-    for m in G.modules():  # non-trivial BN statistics, so the exported fold is really tested
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return save_release(G.eval(), tmp_path_factory.mktemp("g") / "g.safetensors")
-
-
-@pytest.fixture(scope="module")
-def torch_fp32(model_path) -> decode.Decoder:
-    return decode.Decoder(model_path, device="cpu", precision="fp32", tile=None)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- same pixels as torch
 
 
 @pytest.mark.parametrize("backend", FAST)
-def test_tiled_and_tileable_decodes_match_torch(model_path, torch_fp32, backend):
-    dec = decode.Decoder(model_path, device="cpu", precision="fp32", tile=64, backend=backend)
+def test_tiled_and_tileable_decodes_match_torch(tiny_release, fp32_decoder, backend):
+    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=64, backend=backend)
     x = noise.perlin(168, 176, seed=1, scale=32.0)
     rows, cols = dec.plan(*x.shape[-2:])
     assert len(rows) > 2 and len(cols) > 2  # interior tiles: halos on every side
     y = dec.decode(x)
     assert dec.dispatch.chosen == backend
-    assert (y - torch_fp32.decode(x)).abs().max().item() <= TOL
+    assert (y - fp32_decoder.decode(x)).abs().max().item() <= TOL
     t = noise.perlin(128, 160, seed=7, scale=32.0, tileable=True)
-    assert (dec.decode(t, tileable=True) - torch_fp32.decode(t, tileable=True)).abs().max().item() <= TOL
+    assert (dec.decode(t, tileable=True) - fp32_decoder.decode(t, tileable=True)).abs().max().item() <= TOL
     # the export lives in the user's cache folder (here the session's), never in the package
     exported = list(backends.cache_root().glob("*/decode.onnx"))
     assert exported and not any(decode.__file__.rsplit("/", 2)[0] in str(p) for p in exported)
 
 
 @pytest.mark.parametrize("backend", FAST)
-def test_video_frames_match_torch(model_path, tmp_path, monkeypatch, backend):
-    import av
-
-    clip = tmp_path / "clip.mp4"
-    with av.open(str(clip), "w") as c:
-        s = c.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=12)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        for i in range(3):
-            a = np.full((48, 64, 3), 60, np.uint8)
-            a[:, i * 8 : i * 8 + 12] = 230
-            c.mux(s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")))
-        c.mux(s.encode(None))
+def test_video_frames_match_torch(tiny_release, tmp_path, monkeypatch, backend):
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
     frames: dict[str, list[torch.Tensor]] = {}
-    write = decode.VideoWriter.write
+    write = video.VideoWriter.write
 
     def record(self, frame, pts=None):  # the decoded float frames, before the lossy encoder
         frames.setdefault(self.path.stem, []).append(frame.clone())
         write(self, frame, pts)
 
-    monkeypatch.setattr(decode.VideoWriter, "write", record)
+    monkeypatch.setattr(video.VideoWriter, "write", record)
     for name in ("torch", backend):
-        assert decode.main(["--model", str(model_path), "--input", str(clip), "--out", str(tmp_path / f"{name}.mp4"),
+        assert decode.main(["--model", str(tiny_release), "--input", str(clip), "--out", str(tmp_path / f"{name}.mp4"),
                             "--precision", "fp32", "--backend", name, "--quiet"]) == 0
     assert len(frames["torch"]) == len(frames[backend]) == 3
     for a, b in zip(frames["torch"], frames[backend], strict=True):
@@ -94,12 +57,12 @@ def test_video_frames_match_torch(model_path, tmp_path, monkeypatch, backend):
 
 
 @pytest.mark.parametrize("backend", FAST)
-def test_export_once_per_model(model_path, monkeypatch, backend):
+def test_export_once_per_model(tiny_release, monkeypatch, backend):
     """A second decoder of the same model, at another tile shape, reuses the cached export."""
-    first = decode.Decoder(model_path, device="cpu", precision="fp32", tile=None, backend=backend)
+    first = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend=backend)
     first.decode(torch.rand(1, 3, 40, 48))
     monkeypatch.setattr(backends, "export_onnx", lambda *a: pytest.fail("exported twice"))
-    again = decode.Decoder(model_path, device="cpu", precision="fp32", tile=None, backend=backend)
+    again = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend=backend)
     assert again.decode(torch.rand(1, 3, 56, 32)).shape == (1, 3, 56, 32)
 
 
@@ -147,11 +110,11 @@ def test_auto_keeps_torch_within_the_margin_and_for_small_tiles(monkeypatch):
     assert d.chosen == "torch"
 
 
-def test_auto_is_torch_without_the_packages(model_path, tmp_path, monkeypatch, capsys):
+def test_auto_is_torch_without_the_packages(tiny_release, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(backends, "installed", lambda name: name == "torch")
-    dec = decode.Decoder(model_path, device="cpu", precision="fp32", tile=None, backend="auto")
+    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend="auto")
     assert dec.backend == "torch" and dec.dispatch is None
-    assert decode.main(["--model", str(model_path), "--noise", "perlin", "--size", "32",
+    assert decode.main(["--model", str(tiny_release), "--noise", "perlin", "--size", "32",
                         "--out", str(tmp_path / "t.png")]) == 0
     assert "backend: torch (auto: openvino and onnxruntime are not installed" in capsys.readouterr().err
 
@@ -167,9 +130,9 @@ def test_openvino_precision_hint():
 
 
 @pytest.mark.parametrize("backend", backends.FAST)
-def test_explicit_backend_not_installed_is_one_error_line(model_path, tmp_path, monkeypatch, capsys, backend):
+def test_explicit_backend_not_installed_is_one_error_line(tiny_release, tmp_path, monkeypatch, capsys, backend):
     monkeypatch.setattr(backends, "installed", lambda name: name == "torch")
-    rc = decode.main(["--model", str(model_path), "--noise", "perlin", "--size", "32", "--backend", backend,
+    rc = decode.main(["--model", str(tiny_release), "--noise", "perlin", "--size", "32", "--backend", backend,
                       "--out", str(tmp_path / "t.png")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err
@@ -178,9 +141,9 @@ def test_explicit_backend_not_installed_is_one_error_line(model_path, tmp_path, 
 
 def test_explicit_backend_on_gpu_or_with_compile_is_refused(monkeypatch):
     monkeypatch.setattr(backends, "installed", lambda name: True)
-    with pytest.raises(decode.io.InputError, match="runs on the CPU"):
+    with pytest.raises(io.InputError, match="runs on the CPU"):
         backends.check("openvino", torch.device("cuda"))
-    with pytest.raises(decode.io.InputError, match="--compile"):
+    with pytest.raises(io.InputError, match="--compile"):
         backends.check("onnxruntime", torch.device("cpu"), compile=True)
     assert backends.check("auto", torch.device("cuda"))[0] == "torch"
     assert backends.check("auto", torch.device("cpu"), compile=True)[0] == "torch"

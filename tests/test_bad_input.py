@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import empty_video
 from PIL import Image
 
 from mgan import cli, decode, io, mdan, perceptual, train
@@ -28,13 +29,7 @@ MDAN_FAST = ["--iterations", "0", "--size", "32", "--style-size", "40", "--devic
 PRECIOUS = b"an output written by an earlier run\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny images gain nothing from a second thread on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- input builders
@@ -72,19 +67,6 @@ class _RunsCode:
 
     def __reduce__(self):
         return os.system, (self.command,)
-
-
-def _empty_video(path: Path) -> Path:
-    """A video file written by PyAV with a video stream set up but not one frame (an .mp4 then
-    holds no track at all; an .avi keeps an empty one)."""
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=12)
-        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
-        c.start_encoding()
-        c.mux(s.encode(None))
-    return path
 
 
 def _yaml(path: Path, text: str) -> Path:
@@ -216,8 +198,8 @@ CASES: dict[str, tuple[Case, str]] = {
                    t / "out.png"), "refused"),
     # video
     "video-zero-bytes": (lambda t: _decode(t, _bytes(t / "clip.mp4", b""), out="out.mp4"), "cannot open video"),
-    "video-no-frames-mp4": (lambda t: _decode(t, _empty_video(t / "clip.mp4"), out="out.mp4"), "no video stream"),
-    "video-no-frames-avi": (lambda t: _decode(t, _empty_video(t / "clip.avi"), out="out.mp4"), "no frames"),
+    "video-no-frames-mp4": (lambda t: _decode(t, empty_video(t / "clip.mp4"), out="out.mp4"), "no video stream"),
+    "video-no-frames-avi": (lambda t: _decode(t, empty_video(t / "clip.avi"), out="out.mp4"), "no frames"),
     # option values
     "option-negative-size-decode": (lambda t: _decode(t, _png(t / "a.png"), "--size=-32"), "--size"),
     "option-negative-size-mdan": (lambda t: _mdan(t, "--size=-32"), "size: must be a multiple of 8"),

@@ -1,10 +1,12 @@
 """Dataclass config loading: unknown keys, wrong types, impossible values, overrides."""
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
-from mgan.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml
+from mgan.config import ConfigError, apply_overrides, check_choices, dump_yaml, from_dict, load_yaml
 from mgan.mdan import MDANConfig
 
 
@@ -75,3 +77,42 @@ def test_overrides_and_yaml(tmp_path):
 def test_mdan_config_validation(data, match):
     with pytest.raises(ConfigError, match=match):
         from_dict(MDANConfig, data)
+
+
+@dataclass
+class Choosy:
+    mode: Literal["a", "b"] = "a"
+    name: str = "free"
+
+
+def test_check_choices_refuses_what_from_dict_refuses():
+    check_choices(Choosy("b"))
+    with pytest.raises(ConfigError) as loaded:
+        from_dict(Choosy, {"mode": "c"})
+    with pytest.raises(ConfigError) as built:
+        check_choices(Choosy("c"))
+    assert str(built.value) == str(loaded.value) == "mode: must be one of ['a', 'b'], got 'c'"
+    with pytest.raises(ConfigError, match="^opts.mode: must be one of"):
+        check_choices(Choosy("c"), prefix="opts.")
+
+
+def _choice_configs():
+    from mgan.cnnmrf import CNNMRFConfig
+    from mgan.gatys import GatysConfig
+    from mgan.generator import GeneratorConfig
+    from mgan.perceptual import PerceptualConfig
+    from mgan.texture_nets import TextureNetsConfig
+    from mgan.visualize import InversionConfig
+
+    return [(GatysConfig, "pooling"), (GatysConfig, "init"), (GatysConfig, "optimizer"), (CNNMRFConfig, "init"),
+            (MDANConfig, "d_input"), (MDANConfig, "postprocess"), (MDANConfig, "pooling"), (MDANConfig, "vgg_input"),
+            (PerceptualConfig, "task"), (InversionConfig, "optimizer"), (TextureNetsConfig, "padding"),
+            (GeneratorConfig, "pooling")]
+
+
+def test_every_choice_key_is_checked_on_load_and_in_validate():
+    for cls, key in _choice_configs():
+        with pytest.raises(ConfigError, match=f"^{key}: must be one of .*, got 'bogus'$"):
+            from_dict(cls, {key: "bogus"})
+        with pytest.raises(ConfigError, match=f"^{key}: must be one of .*, got 'bogus'$"):
+            dataclasses.replace(cls(), **{key: "bogus"}).validate()

@@ -12,7 +12,6 @@ from mgan.data import (
     crop_grid,
     epoch_order,
     paired_crops,
-    to_uint8,
 )
 
 
@@ -37,8 +36,8 @@ def test_identity_augmentation_crops_are_plain_slices():
     assert p.dtype == torch.uint8 and p.shape == (len(crop_grid(64, 80, 32, 16)), 3, 32, 32)
     for k, (a, y, x) in enumerate(where):
         assert a == 0
-        torch.testing.assert_close(p[k], to_uint8(photo[0, :, y : y + 32, x : x + 32]))
-        torch.testing.assert_close(t[k], to_uint8(target[0, :, y : y + 32, x : x + 32]))
+        torch.testing.assert_close(p[k], io.quantize(photo[0, :, y : y + 32, x : x + 32]))
+        torch.testing.assert_close(t[k], io.quantize(target[0, :, y : y + 32, x : x + 32]))
 
 
 def test_photo_and_target_share_each_augmentation():
@@ -54,7 +53,7 @@ def test_augmented_crops_match_augment():
     photo = _image()
     augs = [(10.0, 1.1, True)]
     p, _, where = paired_crops(photo, photo, 32, 16, augs)
-    ref = to_uint8(augment(photo, *augs[0]))
+    ref = io.quantize(augment(photo, *augs[0]))
     for k, (_, y, x) in enumerate(where):
         torch.testing.assert_close(p[k], ref[0, :, y : y + 32, x : x + 32])
 

@@ -8,45 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import read_png
 from PIL import Image
-from torch import nn
 
 from mgan import controls, decode, io
-from mgan.generator import Generator, GeneratorConfig, save_release
 
-SMALL = GeneratorConfig(channels=(32, 16, 8))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tiles gain nothing from a second thread; restore the session's setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    """A small random G with non-trivial BatchNorm statistics, as a release file."""
-    torch.manual_seed(0)
-    G = Generator(SMALL)
-    g = torch.Generator().manual_seed(0)
-    for m in G.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return save_release(G.eval(), tmp_path_factory.mktemp("g") / "g.safetensors")
-
-
-@pytest.fixture(scope="module")
-def fp32(model_path) -> decode.Decoder:
-    return decode.Decoder(model_path, device="cpu", precision="fp32", tile=None)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _png(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB")).astype(np.int16)
+    return read_png(path).astype(np.int16)  # differences of 8-bit levels can be negative
 
 
 def _random_pair(seed: int = 0, h: int = 24, w: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,10 +46,10 @@ def test_strength_is_the_output_mix_and_zero_gives_the_photo():
     torch.testing.assert_close(y, styled, atol=1e-6, rtol=0)  # a resized all-white mask: 1 up to rounding
 
 
-def test_content_distance_falls_monotonically_as_strength_falls(fp32, encoder, synthetic_image):
+def test_content_distance_falls_monotonically_as_strength_falls(fp32_decoder, encoder, synthetic_image):
     """The relu4_1 content distance of mgan.evaluate, ||Phi(y) - Phi(p)||^2 / ||Phi(p)||^2."""
     photo = synthetic_image
-    styled = fp32.decode(photo)
+    styled = fp32_decoder.decode(photo)
     with torch.no_grad():
         ref = encoder(photo, ["relu4_1"])["relu4_1"]
         dist = []
@@ -165,33 +136,26 @@ def test_bad_controls_raise_input_errors(tmp_path):
 
 
 @pytest.fixture
-def photo_file(tmp_path, synthetic_image) -> Path:
-    path = tmp_path / "photo.png"
-    io.save_image(synthetic_image[..., :56, :], path)  # 64x56
-    return path
-
-
-@pytest.fixture
 def gradient_mask(tmp_path) -> Path:
     path = tmp_path / "mask.png"
     Image.fromarray(np.tile(np.linspace(0, 255, 40).astype(np.uint8), (30, 1)), "L").save(path)  # another size
     return path
 
 
-def _decode(model_path: Path, *argv: str) -> int:
-    return decode.main(["--model", str(model_path), "--precision", "fp32", "--quiet", *map(str, argv)])
+def _decode(model: Path, *argv: str) -> int:
+    return decode.main(["--model", str(model), "--precision", "fp32", "--quiet", *map(str, argv)])
 
 
-def test_cli_strength_zero_returns_the_photo(model_path, photo_file, tmp_path):
+def test_cli_strength_zero_returns_the_photo(tiny_release, photo_file, tmp_path):
     out = tmp_path / "o.png"
-    assert _decode(model_path, "--input", photo_file, "--strength", "0", "--noise-weight", "0.5", "--out", out) == 0
+    assert _decode(tiny_release, "--input", photo_file, "--strength", "0", "--noise-weight", "0.5", "--out", out) == 0
     assert np.abs(_png(out) - _png(photo_file)).max() <= 1
 
 
-def test_cli_mask_keeps_the_photo_where_black(model_path, photo_file, gradient_mask, tmp_path):
+def test_cli_mask_keeps_the_photo_where_black(tiny_release, photo_file, gradient_mask, tmp_path):
     out, full = tmp_path / "o.png", tmp_path / "full.png"
-    assert _decode(model_path, "--input", photo_file, "--mask", gradient_mask, "--out", out) == 0
-    assert _decode(model_path, "--input", photo_file, "--out", full) == 0
+    assert _decode(tiny_release, "--input", photo_file, "--mask", gradient_mask, "--out", out) == 0
+    assert _decode(tiny_release, "--input", photo_file, "--out", full) == 0
     y, p, s = _png(out), _png(photo_file), _png(full)
     assert np.abs(y[:, 0] - p[:, 0]).max() <= 1  # black column: the photo
     assert np.abs(y[:, -1] - s[:, -1]).max() <= 1  # white column: the stylised output
@@ -201,11 +165,11 @@ def test_cli_mask_keeps_the_photo_where_black(model_path, photo_file, gradient_m
 
 @pytest.mark.parametrize("flags", [["--strength", "0.6"], ["--preserve-colors"], ["--mask", "{mask}"],
                                    ["--strength", "0.7", "--preserve-colors", "--mask", "{mask}"]])
-def test_cli_tiled_equals_untiled_with_controls(model_path, photo_file, gradient_mask, tmp_path, flags):
+def test_cli_tiled_equals_untiled_with_controls(tiny_release, photo_file, gradient_mask, tmp_path, flags):
     flags = [f.replace("{mask}", str(gradient_mask)) for f in flags]
     a, b = tmp_path / "tiled.png", tmp_path / "whole.png"
-    assert _decode(model_path, "--input", photo_file, *flags, "--tile", "16", "--out", a) == 0
-    assert _decode(model_path, "--input", photo_file, *flags, "--tile", "off", "--out", b) == 0
+    assert _decode(tiny_release, "--input", photo_file, *flags, "--tile", "16", "--out", a) == 0
+    assert _decode(tiny_release, "--input", photo_file, *flags, "--tile", "off", "--out", b) == 0
     assert np.abs(_png(a) - _png(b)).max() <= 1  # fp32 tiles: float rounding of other conv shapes only
 
 
@@ -220,13 +184,13 @@ def test_cli_tiled_equals_untiled_with_controls(model_path, photo_file, gradient
         (["--input", "{photo}", "--mask", "{tmp}"], "folder"),
     ],
 )
-def test_cli_bad_controls_exit_2_with_one_line(model_path, photo_file, gradient_mask, tmp_path, capsys, argv,
+def test_cli_bad_controls_exit_2_with_one_line(tiny_release, photo_file, gradient_mask, tmp_path, capsys, argv,
                                                message):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     argv = [a.replace("{mask}", str(gradient_mask)).replace("{photo}", str(photo_file)).replace("{tmp}", str(tmp_path))
             for a in argv]
     out = tmp_path / "o.png"
-    assert _decode(model_path, *argv, "--out", out) == 2
+    assert _decode(tiny_release, *argv, "--out", out) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert not out.exists()

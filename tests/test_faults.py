@@ -18,6 +18,7 @@ import torch
 from conftest import make_tiny_experiment, smooth_image
 
 from mgan import io, mdan, train
+from mgan.training import stages
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)}
@@ -176,7 +177,7 @@ def test_unwritable_output_folder_is_reported_before_work(project, capsys):
 def test_too_little_disk_space_is_reported_before_work(tmp_path, monkeypatch, capsys):
     cfg = make_tiny_experiment(tmp_path)
     out = tmp_path / "runs"
-    monkeypatch.setattr(train.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=10_000))
+    monkeypatch.setattr(stages.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=10_000))
     assert train.main([str(cfg), "--outdir", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not enough disk space" in err[0] and "MB are free" in err[0], err

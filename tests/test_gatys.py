@@ -69,3 +69,20 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     assert "image file name" in capsys.readouterr().err
     assert gatys.main(["--style", str(style), "--levels", "9"]) == 2
     assert "levels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_fp32_for_lbfgs_and_follows_the_cpu_for_adam(monkeypatch, native):
+    """L-BFGS's curvature pairs need fp32 gradients (bf16 L-BFGS diverged on real styles);
+    Adam keeps what ``auto`` picks for the machine; an explicit choice is honoured."""
+    from mgan import precision
+
+    monkeypatch.delenv(precision.FORCE_NO_BF16, raising=False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    lbfgs, why = gatys.resolve_precision(GatysConfig(optimizer="lbfgs"), "cpu")
+    assert lbfgs == "fp32" and "L-BFGS" in why
+    adam = gatys.resolve_precision(GatysConfig(optimizer="adam"), "cpu")[0]
+    assert adam == ("bf16" if native else "fp32")
+    assert gatys.resolve_precision(GatysConfig(optimizer="lbfgs", precision="bf16"), "cpu")[0] == "bf16"
+    engine = gatys.Gatys(torch.rand(1, 3, 32, 32), GatysConfig(size=32, style_size=32, precision="auto"), "cpu")
+    assert engine.precision == "fp32"

@@ -1,4 +1,4 @@
-"""Image loading: modes, EXIF, bad files, sizes; atomic writes; checkpoints."""
+"""Image loading: modes, EXIF, bad files, sizes; atomic writes; checkpoints; the image-tensor helpers."""
 
 import numpy as np
 import pytest
@@ -18,8 +18,8 @@ def test_rgb_roundtrip(tmp_path, rgb):
     p = tmp_path / "a.png"
     Image.fromarray(rgb).save(p)
     x = io.load_image(p)
-    assert x.shape == (1, 3, 20, 30) and x.dtype == torch.float32
-    assert 0 <= x.min() and x.max() <= 1
+    # exactly the 8-bit levels / 255, channels first (a dtype or range check alone could not fail)
+    assert torch.equal(x, torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255)
     io.save_image(x, tmp_path / "b.png")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), rgb)
 
@@ -121,3 +121,45 @@ def test_checkpoint_roundtrip_and_refuses_code(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 10)
     with pytest.raises(io.InputError, match="not a valid"):
         io.load_checkpoint(tmp_path / "junk.pt")
+
+
+# --------------------------------------------------------------------------- image tensors shared by the engines
+
+
+def test_resize_longest_sides_multiple_and_identity():
+    x = torch.rand(1, 3, 30, 40, generator=torch.Generator().manual_seed(0))
+    assert io.resize_longest(x, 40) is x  # already that size: no resampling
+    y = io.resize_longest(x, 20)
+    assert y.shape == (1, 3, 15, 20) and 0 <= y.min() and y.max() <= 1
+    assert io.resize_longest(x, 61, multiple=8).shape == (1, 3, 40, 56)  # 45.75 x 61 rounded down to 8s
+    torch.testing.assert_close(io.resize_longest(torch.full((1, 3, 9, 12), 0.3), 24), torch.full((1, 3, 18, 24), 0.3))
+
+
+@pytest.mark.parametrize("sigma,radius", [(0.5, None), (1.0, 2), (1.3, None)])
+def test_gaussian_blur_matches_a_2d_convolution(sigma, radius):
+    x = torch.rand(2, 3, 11, 13, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    r = max(1, int(3 * sigma + 0.5)) if radius is None else radius
+    k = torch.arange(-r, r + 1, dtype=torch.float64)
+    g1 = torch.exp(-(k**2) / (2 * sigma**2))
+    g2 = torch.outer(g1, g1) / g1.sum() ** 2  # the separable kernel as one 2-D kernel
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (r, r, r, r), mode="reflect"),
+                                     g2.expand(3, 1, -1, -1), groups=3)
+    torch.testing.assert_close(io.gaussian_blur(x, sigma, radius), ref)
+    flat = torch.full((1, 3, 8, 8), 0.25)
+    torch.testing.assert_close(io.gaussian_blur(flat, sigma, radius), flat)
+
+
+def test_quantize_and_to_uint8_agree():
+    x = torch.tensor([-0.5, 0.0, 0.5 / 255, 1.5 / 255, 0.5, 1.0, 2.0]).view(1, 1, 1, 7).expand(1, 3, 1, 7)
+    q = io.quantize(x)
+    assert q.dtype == torch.uint8 and q.shape == x.shape
+    assert q[0, 0, 0].tolist() == [0, 0, 0, 2, 128, 255, 255]  # clamped, rounded half to even
+    assert (io.to_uint8(x) == q[0].permute(1, 2, 0).numpy()).all()
+
+
+def test_check_output_image(tmp_path):
+    out = io.check_output_image(tmp_path / "new" / "out.PNG")
+    assert out == tmp_path / "new" / "out.PNG" and (tmp_path / "new").is_dir()
+    for name in ("out.txt", "out", "out.gif"):
+        with pytest.raises(io.InputError, match=f"--style-out {tmp_path / name}: expected an image file name"):
+            io.check_output_image(tmp_path / name, "--style-out")

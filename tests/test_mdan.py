@@ -1,11 +1,13 @@
 """MDAN: the texture loss falls, seeds reproduce, D carries over, CLI rejects bad input."""
 
+import copy
+
 import pytest
 import torch
 from PIL import Image
 
 from mgan import io
-from mgan.mdan import MDAN, MDANConfig, main, run_batch
+from mgan.mdan import MDAN, MDANConfig, main, postprocess, run_batch
 
 TINY = dict(size=64, style_size=64, iterations=6, precision="fp32", angles=(0.0,), scales=(1.0,), flip=False,
             d_hidden=32)
@@ -44,7 +46,7 @@ def test_same_seed_same_image_and_range(tiny_encoder, synthetic_image, d_input):
     b, _ = MDAN(_style(), cfg, encoder=tiny_encoder).synthesize(synthetic_image)
     c, _ = MDAN(_style(), MDANConfig(**{**TINY, "d_input": d_input, "seed": 1}), encoder=tiny_encoder).synthesize(synthetic_image)
     assert a.shape == synthetic_image.shape and torch.isfinite(a).all()
-    assert a.min() >= 0 and a.max() <= 1
+    assert a.min() == 0 and a.max() == 1  # the default post-process, the stretch, spans [0, 1] exactly
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, c)
     assert len(sa.texture_loss) == TINY["iterations"]
@@ -162,7 +164,7 @@ def test_mdan_moves_patch_statistics_toward_a_stripe_style(tiny_encoder, synthet
     of steps to learn the style, paper Fig. 10). The run is chaotic (GAN steps), so the bound
     leaves room for other CPUs' float reordering: 0.85x.
     """
-    from mgan import losses
+    from mgan import metrics
 
     cfg = MDANConfig(**{**TINY, "iterations": 100, "content_weight": 1e-4, "postprocess": "clip"})
     style = _style()
@@ -170,8 +172,88 @@ def test_mdan_moves_patch_statistics_toward_a_stripe_style(tiny_encoder, synthet
     out, _ = m.synthesize(synthetic_image)
     with torch.no_grad():
         fs = tiny_encoder(style, ["relu3_1"])["relu3_1"].float()
-        d_photo = losses.sliced_wasserstein(tiny_encoder(synthetic_image, ["relu3_1"])["relu3_1"], fs, 64,
-                                            torch.Generator().manual_seed(0))
-        d_out = losses.sliced_wasserstein(tiny_encoder(out, ["relu3_1"])["relu3_1"], fs, 64,
-                                          torch.Generator().manual_seed(0))
+        d_photo = metrics.sliced_wasserstein(tiny_encoder(synthetic_image, ["relu3_1"])["relu3_1"], fs, 64,
+                                             torch.Generator().manual_seed(0))
+        d_out = metrics.sliced_wasserstein(tiny_encoder(out, ["relu3_1"])["relu3_1"], fs, 64,
+                                           torch.Generator().manual_seed(0))
     assert d_out < 0.85 * d_photo, (float(d_out), float(d_photo))
+
+
+# --------------------------------------------------------------------------- post-process, D warm-up, saved frames
+
+
+def test_stretch_postprocess_is_the_original_recipe():
+    """``stretch`` (the original code's): subtract the mean, clip at +-2 sigma, min-max to [0, 1];
+    written out element by element. An outlier is clipped rather than squashing the rest, and
+    the stretch ignores the image's offset and (positive) gain."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, 8, 12, generator=g) * 0.3 + 0.4
+    x[0, 0, 0, 0] = 9.0
+    m, s = x.mean().item(), x.std().item()
+    clipped = [min(max(v - m, -2 * s), 2 * s) for v in x.flatten().tolist()]
+    lo, hi = min(clipped), max(clipped)
+    ref = torch.tensor([(v - lo) / (hi - lo) for v in clipped]).view_as(x)
+    y = postprocess(x, "stretch")
+    torch.testing.assert_close(y, ref, atol=1e-6, rtol=0)
+    plain = (x - x.min()) / (x.max() - x.min())  # a plain min-max: the outlier squashes the rest
+    assert y.flatten()[1:].std() > 3 * plain.flatten()[1:].std()
+    torch.testing.assert_close(postprocess(3 * x - 1, "stretch"), y, atol=1e-5, rtol=0)
+    assert torch.equal(postprocess(x, "clip"), x.clamp(0, 1))
+
+
+def test_d_warmup_trains_d_on_the_initial_image_only(tiny_encoder, synthetic_image, capsys):
+    """``d_warmup`` D-only steps: with 0 iterations the image is the photo's post-process either
+    way, but D has learnt to score the style's patches (+) above the photo's (-). Scores as D
+    sees them in training (batch statistics, one batch of both maps); measured over seeds 0-2:
+    a fresh D's margin 0.3-0.8, after 4 warm-up steps 13-26."""
+    def run(d_warmup: int) -> tuple[MDAN, torch.Tensor]:
+        m = MDAN(_style(), MDANConfig(**{**TINY, "iterations": 0, "d_warmup": d_warmup}), encoder=tiny_encoder)
+        return m, m.synthesize(synthetic_image)[0]
+
+    (cold, a), (warm, b) = run(0), run(4)
+    assert torch.equal(a, b)
+    with torch.no_grad():
+        real = tiny_encoder(_style(), ["relu3_1"])["relu3_1"]
+        fake = tiny_encoder(synthetic_image, ["relu3_1"])["relu3_1"]
+        margins = []
+        for D in (cold.D, warm.D):
+            s = copy.deepcopy(D).train().score_map(torch.cat([real, fake]))
+            margins.append(float(s[0].mean() - s[1].mean()))
+    assert margins[0] < 2 < 5 < margins[1], margins
+    assert main(["--d-warmup", "-1", "--iterations", "1"]) == 2
+    assert "d_warmup" in capsys.readouterr().err
+
+
+def test_batch_warmup_photos_train_d_and_leave_no_output(tiny_encoder, tmp_path, synthetic_image, monkeypatch):
+    """Warm-up photos run ``warmup_iterations`` each, count for D and the resume list, and write
+    neither an image nor frames; ``save_every`` saves the training photos' frames."""
+    io.save_image(synthetic_image.flip(-1), tmp_path / "warm" / "w0.png")
+    io.save_image(synthetic_image, tmp_path / "photos" / "p0.png")
+    m = MDAN(_style(), MDANConfig(**{**TINY, "iterations": 2}), encoder=tiny_encoder)
+    calls, synthesize = [], m.synthesize
+
+    def counted(*args, **kw):  # how many iterations each photo gets
+        calls.append(kw["iterations"])
+        return synthesize(*args, **kw)
+
+    monkeypatch.setattr(m, "synthesize", counted)
+    out = tmp_path / "out"
+    run_batch(m, [tmp_path / "photos" / "p0.png"], out, 64, save_every=1, warmup=[tmp_path / "warm" / "w0.png"],
+              warmup_iterations=1, progress=False)
+    assert calls == [1, None] and m.images_done == 2
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png"]
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["p0_00001.png", "p0_00002.png"]
+    assert io.load_checkpoint(out / "mdan_D.pt")["done"] == ["warmup:w0.png", "p0.png"]
+    # the last saved frame is the output itself
+    assert torch.equal(io.load_image(out / "frames" / "p0_00002.png"), io.load_image(out / "p0.png"))
+
+
+def test_cli_save_every_writes_frames_next_to_the_output(tmp_path):
+    io.save_image(_style(), tmp_path / "s.png")
+    out = tmp_path / "t.png"
+    assert main(["--style", str(tmp_path / "s.png"), "--size", "32", "--style-size", "64", "--iterations", "4",
+                 "--precision", "fp32", "--d-hidden", "16", "--save-every", "2", "--out", str(out)]) == 0
+    frames = tmp_path / "t_frames"
+    assert sorted(p.name for p in frames.iterdir()) == ["t_00002.png", "t_00004.png"]
+    assert torch.equal(io.load_image(frames / "t_00004.png"), io.load_image(out))
+    assert not torch.equal(io.load_image(frames / "t_00002.png"), io.load_image(out))

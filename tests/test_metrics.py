@@ -1,4 +1,5 @@
-"""Evaluation measures (mgan.metrics): the checkerboard score, and its column in mgan.evaluate."""
+"""Evaluation measures (mgan.metrics): SWD and Gram distance vs plain references, the checkerboard
+score, and its column in mgan.evaluate."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from conftest import smooth_image
 
-from mgan import io
+from mgan import io, losses, metrics
 from mgan.evaluate import EvalConfig, Scorer, table
 from mgan.metrics import checkerboard_score
 
@@ -83,3 +84,34 @@ def test_evaluate_rows_gain_a_checkerboard_column(encoder, synthetic_image):
     assert "checkerboard" not in small and "swd_mean" in small
     text = table({"mgan": row})
     assert "checker. dB" in text and f"| {row['checkerboard']:.1f} |" in text
+
+
+# --------------------------------------------------------------------------- distances of feature maps
+
+
+def test_sliced_wasserstein_reference_and_properties():
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(1, 4, 5, 6, generator=g)
+    b = torch.randn(1, 4, 5, 6, generator=g) * 2 + 1
+    d = metrics.sliced_wasserstein(a, b, projections=8, generator=torch.Generator().manual_seed(9))
+    dirs = torch.randn(4, 8, generator=torch.Generator().manual_seed(9))
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pa = (a[0].reshape(4, -1).T @ dirs).sort(0).values
+    pb = (b[0].reshape(4, -1).T @ dirs).sort(0).values
+    torch.testing.assert_close(d, (pa - pb).pow(2).mean().sqrt())
+    # the distance ignores positions (a shuffled map is at distance 0) and sizes are resampled
+    shuffled = a.reshape(1, 4, -1)[..., torch.randperm(30, generator=g)].reshape(1, 4, 5, 6)
+    assert metrics.sliced_wasserstein(a, shuffled, 16).item() < 1e-5
+    big = torch.randn(1, 4, 40, 40, generator=g)
+    small = torch.randn(1, 4, 20, 20, generator=g)
+    assert metrics.sliced_wasserstein(big, small, 32).item() < 0.3
+    assert metrics.sliced_wasserstein(big, small * 3 + 2, 32).item() > 1.0
+
+
+def test_gram_distance_reference():
+    g = torch.Generator().manual_seed(6)
+    f, t = torch.randn(1, 3, 4, 4, generator=g), torch.randn(1, 3, 5, 5, generator=g)
+    a = losses.gram(t)
+    ref = (losses.gram(f) - a).pow(2).sum().sqrt() / a.pow(2).sum().sqrt()
+    torch.testing.assert_close(metrics.gram_distance(f, a), ref)
+    assert metrics.gram_distance(t, a).item() < 1e-6

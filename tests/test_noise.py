@@ -60,11 +60,10 @@ def test_same_seed_same_texture(kind):
     a = noise.make_noise(kind, 48, 64, seed=3)
     b = noise.make_noise(kind, 48, 64, seed=3)
     c = noise.make_noise(kind, 48, 64, seed=4)
-    assert a.shape == (1, 3, 48, 64) and a.dtype == torch.float32
+    assert a.shape == (1, 3, 48, 64)
     assert torch.equal(a, b)
     assert (a - c).abs().mean() > 0.05
-    assert torch.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
-    # each channel is stretched to the full range, and colour channels differ
+    # each channel is stretched to exactly the full range, and colour channels differ
     assert torch.allclose(a.amin(dim=(2, 3)), torch.zeros(1, 3)) and torch.allclose(a.amax(dim=(2, 3)), torch.ones(1, 3))
     assert (a[0, 0] - a[0, 1]).abs().mean() > 0.05
 
@@ -73,7 +72,7 @@ def test_noise_package_backend_is_deterministic_and_differs_by_seed():
     a = noise.perlin(16, 24, seed=1, scale=8, backend="noise")
     assert torch.equal(a, noise.perlin(16, 24, seed=1, scale=8, backend="noise"))
     assert not torch.equal(a, noise.perlin(16, 24, seed=2, scale=8, backend="noise"))
-    assert a.min() >= 0 and a.max() <= 1
+    assert torch.allclose(a.amin(dim=(2, 3)), torch.zeros(1, 3)) and torch.allclose(a.amax(dim=(2, 3)), torch.ones(1, 3))
 
 
 @pytest.mark.parametrize("kind", ["perlin", "brown"])

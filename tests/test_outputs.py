@@ -1,6 +1,6 @@
 """Issue #15 beyond the bad-input matrix: what gets written, with which permissions and names,
-which temp files are cleaned up, how 16/32-bit and float images convert, video timing, NaN
-results and Ctrl-C at start-up. Tiny synthetic inputs in ``tmp_path``, CPU."""
+which temp files are cleaned up, how 16/32-bit and float images convert, NaN results and Ctrl-C
+at start-up (video timing: test_video.py). Tiny synthetic inputs in ``tmp_path``, CPU."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,7 @@ DECODE = ["--device", "cpu", "--precision", "fp32", "--quiet"]
 MDAN_FAST = ["--iterations", "0", "--size", "32", "--style-size", "40", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -191,61 +185,6 @@ def test_nominal_ranges_keep_absolute_levels(tmp_path, capsys, arr, want):
     got, note = _load(tmp_path / "x.tif", arr, capsys)
     assert np.abs(got.ravel() - np.array(want)).max() <= 0.5 / 255 + 1e-6
     assert note.endswith("(rescaled to 8 bits)\n")
-
-
-# ----------------------------------------------------------------------------- video timing
-
-
-def _clip(path: Path, times_ms: list[int], side: int = 32) -> Path:
-    """An .mkv whose frames are shown at ``times_ms`` (variable frame rate)."""
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=25)
-        s.width, s.height, s.pix_fmt = side, side, "yuv420p"
-        s.time_base = s.codec_context.time_base = Fraction(1, 1000)
-        for i, t in enumerate(times_ms):
-            frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), 20 * i, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = t, Fraction(1, 1000)
-            c.mux(s.encode(frame))
-        c.mux(s.encode(None))
-    return path
-
-
-def _times(path: Path) -> list[float]:
-    import av
-
-    with av.open(str(path)) as c:
-        return [round(float(f.time), 3) for f in c.decode(video=0)]
-
-
-def test_variable_frame_rate_video_keeps_its_timing(tmp_path, capsys):
-    times = [0, 40, 80, 120, 320, 520, 720]  # 25 fps, then 5 fps
-    src = _clip(tmp_path / "vfr.mkv", times)
-    out = tmp_path / "out.mp4"
-    assert decode.main(["--input", str(src), "--out", str(out), *DECODE]) == 0
-    assert _times(out) == [t / 1000 for t in times]
-    assert "note:" not in capsys.readouterr().err
-
-
-def test_truncated_video_is_reported_and_keeps_what_decodes(tmp_path, capsys):
-    import av
-
-    src = tmp_path / "clip.avi"
-    rng = np.random.default_rng(0)
-    with av.open(str(src), "w") as c:
-        s = c.add_stream("mpeg4", rate=24)
-        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
-        for _ in range(24):
-            c.mux(s.encode(av.VideoFrame.from_ndarray((rng.random((32, 32, 3)) * 255).astype(np.uint8), format="rgb24")))
-        c.mux(s.encode(None))
-    src.write_bytes(src.read_bytes()[: src.stat().st_size * 6 // 10])
-    out = tmp_path / "out.mp4"
-    assert decode.main(["--input", str(src), "--out", str(out), *DECODE]) == 0
-    notes = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("note:")]
-    assert len(notes) == 1 and "of the 24 frames its header announces" in notes[0] and "truncated" in notes[0]
-    n = int(notes[0].split("decoded ")[1].split()[0])
-    assert 0 < n < 24 and len(_times(out)) == n
 
 
 # ----------------------------------------------------------------------------- configs

@@ -87,3 +87,26 @@ def test_cli_rejects_bad_input(tmp_path, capsys, synthetic_image):
     assert perceptual.main(["train", "--data", str(photos), "--style", str(photos / "p0.png"), "--dry-run",
                             "--runs", str(tmp_path / "runs")]) == 0
     assert not (tmp_path / "runs").exists()
+
+
+def test_cli_run_folders_are_numbered_and_a_resume_keeps_one_row_per_step(tmp_path, synthetic_image):
+    """The shared run folders (mgan.runs): 00000 first, the next one 00001; a resume drops the rows an
+    interrupted run logged after its checkpoint, so each step is in metrics.jsonl once."""
+    import json
+
+    photos = tmp_path / "photos"
+    _photos(photos, synthetic_image, 2)
+    root = tmp_path / "runs"
+    small = ["--data", str(photos), "--style", str(photos / "p0.png"), "--runs", str(root), "--device", "cpu",
+             "--set", "image_size=32", "--set", "style_size=32", "--set", "batch_size=1", "--set", "base_channels=4",
+             "--set", "residual_blocks=1", "--set", "precision=fp32", "--set", "log_every=1",
+             "--set", "sample_every=1000", "--set", "checkpoint_every=2"]
+    assert perceptual.main(["train", *small, "--steps", "2"]) == 0
+    assert perceptual.main(["train", *small, "--steps", "2", "--name", "again"]) == 0
+    assert sorted(p.name for p in root.iterdir()) == ["00000-perceptual-p0", "00001-again"]
+    run = root / "00000-perceptual-p0"
+    with open(run / "metrics.jsonl", "a") as f:  # logged after the checkpoint by a run that was then killed
+        f.write(json.dumps({"step": 3, "loss": 1.0}) + "\n")
+    assert perceptual.main(["train", *small, "--steps", "4", "--resume", str(run / "checkpoint.pt")]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]

@@ -134,7 +134,7 @@ def test_cli_train_synthesize_and_bad_input(tmp_path, capsys, synthetic_image):
     assert not runs.exists()
     assert texture_nets.main(["train", "--texture", str(tex), "--steps", "2", "--runs", str(runs), "--device", "cpu",
                               *small]) == 0
-    final = next(runs.glob("00001-texture_nets-tex/final.pt"))
+    final = next(runs.glob("00000-texture_nets-tex/final.pt"))
     capsys.readouterr()
     out = tmp_path / "out.png"
     assert texture_nets.main(["synthesize", "--checkpoint", str(final), "--size", "40x24", "--out", str(out),

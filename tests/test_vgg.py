@@ -1,5 +1,8 @@
 """The VGG-19 encoder: real Caffe weights, correctly wired and preprocessed."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -56,8 +59,10 @@ def test_taps_shapes_and_early_stop(synthetic_image):
 def test_bf16_close_to_fp32(synthetic_image, encoder):
     enc16 = VGG19Encoder(("relu3_1",), precision="bf16")
     a = encoder(synthetic_image)["relu3_1"]
-    b = enc16(synthetic_image)["relu3_1"].float()
-    assert b.dtype == torch.float32 and ((a - b).norm() / a.norm()) < 0.05
+    raw = enc16(synthetic_image)["relu3_1"]
+    assert raw.dtype == torch.bfloat16 and {p.dtype for p in enc16.parameters()} == {torch.bfloat16}
+    b = raw.float()
+    assert ((a - b).norm() / a.norm()) < 0.05
 
 
 def test_avg_pooling_and_conv_tap_not_clobbered(synthetic_image):
@@ -103,3 +108,92 @@ def test_corrupt_torchvision_cache_is_one_clear_error(tmp_path, monkeypatch, con
     path.write_bytes(content)
     with pytest.raises(WeightsError, match="cannot read VGG-19 weights"):
         VGG19Encoder(("relu1_1",), weights="torchvision")
+
+
+# ----------------------------------------------------------------------------- weights="torchvision"
+
+
+def _torchvision_cache_file(hub_dir: str | os.PathLike) -> Path:
+    """Where torch's cache keeps torchvision's IMAGENET1K_V1 VGG-19 file under ``hub_dir``."""
+    from torchvision.models import VGG19_Weights
+
+    return Path(hub_dir) / "checkpoints" / os.path.basename(VGG19_Weights.IMAGENET1K_V1.url)
+
+
+def test_torchvision_weights_come_from_the_torch_cache(tmp_path, monkeypatch, synthetic_image):
+    """weights="torchvision" reads torchvision's file from torch's cache (a stand-in with random
+    weights here: nothing is downloaded), keeps its ``features.*`` tensors, and feeds the network
+    torchvision's RGB normalisation; against a plain torchvision stack with the same weights."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(0)
+    plain = make_layers(cfgs["E"])[: LAYER_NAMES.index("relu2_1") + 1].eval()
+    sd = {f"features.{k}": v for k, v in plain.state_dict().items()}
+    sd["classifier.0.weight"] = torch.zeros(2, 2)  # the classifier is in the file and must be ignored
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    path = _torchvision_cache_file(tmp_path)
+    path.parent.mkdir()
+    torch.save(sd, path)
+    enc = VGG19Encoder(("relu1_1", "relu2_1"), weights="torchvision", precision="fp32")
+    assert torch.equal(enc.features[0].weight, plain[0].weight)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = plain((synthetic_image - mean) / std)  # RGB order: no BGR flip, unlike Caffe's weights
+        torch.testing.assert_close(enc(synthetic_image)["relu2_1"], ref, rtol=1e-5, atol=1e-5)
+    path.unlink()
+    with pytest.raises(WeightsError, match="not cached"):
+        VGG19Encoder(("relu1_1",), weights="torchvision")
+
+
+def test_real_torchvision_weights_match_torchvision_vgg19(synthetic_image):
+    """The real IMAGENET1K_V1 file, where torch's cache has it (mgan never downloads it)."""
+    path = _torchvision_cache_file(torch.hub.get_dir())
+    if not path.is_file():
+        pytest.skip(f"torchvision's VGG-19 weights are not cached at {path} (never downloaded by the tests)")
+    from torchvision.models import vgg19
+
+    ref = vgg19()
+    ref.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    enc = VGG19Encoder(("relu4_1",), weights="torchvision", precision="fp32")
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        want = ref.features[: LAYER_NAMES.index("relu4_1") + 1].eval()((synthetic_image - mean) / std)
+        torch.testing.assert_close(enc(synthetic_image)["relu4_1"], want, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- layer facts and the shared encoder
+
+
+def test_channels_are_the_networks_own(encoder, synthetic_image):
+    from mgan import vgg
+
+    with torch.no_grad():
+        feats = encoder(synthetic_image)
+    for name, f in feats.items():
+        assert vgg.channels(name) == f.shape[1]
+    assert [vgg.channels(n) for n in ("conv1_2", "relu2_2", "conv3_4", "relu4_4", "relu5_1")] == [64, 128, 256, 512, 512]
+    with pytest.raises(ValueError, match="conv/relu"):
+        vgg.channels("pool3")
+
+
+def test_check_feature_layer_names_the_key():
+    from mgan import vgg
+    from mgan.errors import ConfigError
+
+    assert [n for n in LAYER_NAMES if vgg.is_feature_layer(n)] == [n for n in LAYER_NAMES if not n.startswith("pool")]
+    assert vgg.check_feature_layer("relu3_1", "d_layer") == "relu3_1"
+    for bad in ("pool2", "relu9_9", "relu3"):
+        with pytest.raises(ConfigError, match=f"^d_layer: not a VGG-19 conv/relu layer: '{bad}'$"):
+            vgg.check_feature_layer(bad, "d_layer")
+
+
+def test_shared_encoder_is_built_once_per_setting():
+    from mgan import vgg
+
+    a = vgg.shared_encoder(("relu1_1",), precision="fp32", device="cpu")
+    assert vgg.shared_encoder(("relu1_1",), precision="fp32", device="cpu") is a
+    assert a.layers == ("relu1_1",) and a.dtype == torch.float32
+    b = vgg.shared_encoder(("relu1_1",), pooling="avg", precision="fp32", device="cpu")
+    assert b is not a

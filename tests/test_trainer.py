@@ -1,0 +1,148 @@
+"""The MGAN training loop (mgan.training.trainer, paper Sec. 3.2): losses against their definitions,
+the feature cache, the data order, the checkpoint dict, sample grids, and the fp16-safe release copy."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mgan.data import CropSet, epoch_order
+from mgan.errors import InputError
+from mgan.generator import Generator, GeneratorConfig
+from mgan.training.config import CropConfig, ExperimentConfig, TrainConfig
+from mgan.training.release import fp16_safe
+from mgan.training.trainer import CHECKPOINT_FORMAT, Samples, Trainer, make_grid, sample_grid
+
+
+def _random_crops(k=8, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.randint(0, 256, (k, 3, size, size), dtype=torch.uint8, generator=g)
+    t = torch.randint(0, 256, (k, 3, size, size), dtype=torch.uint8, generator=g)
+    return CropSet(p, t, torch.zeros(k, 4, dtype=torch.int32), ["x"])
+
+
+TINY_NET = dict(model=GeneratorConfig(channels=(16, 8, 8)))
+
+
+def _tiny_cfg(**train):
+    base = dict(batch=4, precision="fp32", d_hidden=(8, 8), feature_cache_mb=0)
+    return ExperimentConfig(crops=CropConfig(size=32), **TINY_NET,
+                            train=TrainConfig(**{**base, **train}))
+
+
+# --------------------------------------------------------------------------- one step
+
+
+def test_train_step_losses_match_their_definitions():
+    """loss_pix = MSE in [-1, 1]; loss_d = hinge(real, +1) + hinge(fake, -1) over the masked maps,
+    recomputed from copies of G and D taken before the step."""
+    crops = _random_crops()
+    tr = Trainer(_tiny_cfg(feature_weight=1e-3), crops, progress=False)
+    idx = tr.batch_indices(0)
+    G0, D0 = copy.deepcopy(tr.G), copy.deepcopy(tr.D)
+    photo, target = crops.batch(idx)
+    with torch.no_grad():
+        y = G0(tr.encoder(photo)["relu4_1"])
+        fake = tr.encoder((y + 1) / 2)["relu3_1"]
+        real = tr.encoder(target)["relu3_1"]
+        loss_d = F.relu(1 - D0.masked(D0(real))).mean() + F.relu(1 + D0.masked(D0(fake))).mean()
+        loss_pix = F.mse_loss(y, target * 2 - 1)
+        loss_feat = F.mse_loss(fake, real)
+    out = tr.train_step(idx)
+    assert out["loss_pix"] == pytest.approx(loss_pix.item(), rel=1e-4)
+    assert out["loss_d"] == pytest.approx(loss_d.item(), rel=1e-4)
+    assert out["loss_feat"] == pytest.approx(loss_feat.item(), rel=1e-4)
+    assert 0 <= out["loss_adv"] and all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    assert out["loss_g"] == pytest.approx(0.99 * out["loss_pix"] + 0.01 * out["loss_adv"] + 1e-3 * out["loss_feat"],
+                                          rel=1e-5)
+
+
+def test_pixel_loss_alone_fits_a_batch():
+    crops = _random_crops(k=4)
+    tr = Trainer(_tiny_cfg(adv_weight=0.0, lr=0.01), crops, progress=False)
+    first = tr.train_step(tr.batch_indices(0))
+    assert "loss_d" not in first and "loss_adv" not in first  # no D without an adversarial term
+    for s in range(1, 15):
+        last = tr.train_step(tr.batch_indices(s))
+    assert last["loss_pix"] < first["loss_pix"]
+
+
+def test_feature_cache_gives_the_same_step():
+    crops = _random_crops()
+    a = Trainer(_tiny_cfg(feature_cache_mb=64), crops, progress=False)
+    b = Trainer(_tiny_cfg(feature_cache_mb=0), crops, progress=False)
+    a.build_feature_cache()
+    assert a.cache_in is not None and "relu3_1" in a.cache_real and b.cache_in is None
+    ra, rb = a.train_step(a.batch_indices(0)), b.train_step(b.batch_indices(0))
+    for k in ra:
+        assert ra[k] == pytest.approx(rb[k], rel=1e-4, abs=1e-6)
+
+
+def test_batches_walk_each_epochs_order_and_drop_the_last_partial_batch():
+    tr = Trainer(_tiny_cfg(batch=3), _random_crops(k=8), progress=False)
+    assert tr.steps_per_epoch == 2 and tr.total_steps == 5 * 2
+    for epoch in (0, 1):
+        order = epoch_order(8, 0, epoch)
+        assert torch.equal(torch.cat([tr.batch_indices(2 * epoch), tr.batch_indices(2 * epoch + 1)]), order[:6])
+    with pytest.raises(InputError, match="fewer than one batch"):
+        Trainer(_tiny_cfg(batch=9), _random_crops(k=8), progress=False)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_dict_keeps_its_format():
+    """Runs in progress resume from these keys: renaming one breaks every existing checkpoint."""
+    tr = Trainer(_tiny_cfg(), _random_crops(), progress=False)
+    state = tr.state_dict()
+    assert set(state) == {"format", "step", "epoch", "steps_per_epoch", "total_steps", "num_crops", "world_size",
+                          "G", "D", "opt_g", "opt_d", "rng", "config"}
+    assert state["format"] == CHECKPOINT_FORMAT == "mgan-train-v1"
+    tr.train_step(tr.batch_indices(0))
+    tr.step = 1
+    other = Trainer(_tiny_cfg(), _random_crops(), progress=False)
+    other.load_state_dict(tr.state_dict())
+    assert other.step == 1 and all(torch.equal(v, tr.G.state_dict()[k]) for k, v in other.G.state_dict().items())
+    with pytest.raises(InputError, match="not an mgan training checkpoint"):
+        other.load_state_dict({**state, "format": "x"})
+    with pytest.raises(InputError, match="trained on 8 crops"):
+        Trainer(_tiny_cfg(), _random_crops(k=12), progress=False).load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- samples and release
+
+
+def test_make_grid_centres_each_image_in_its_cell():
+    a, b = torch.zeros(1, 3, 4, 6), torch.full((1, 3, 2, 2), 0.5)
+    grid = make_grid([[a, b], [b]], pad=1)
+    assert grid.shape == (1, 3, 1 + 4 + 1 + 2 + 1, 1 + 6 + 1 + 2 + 1)
+    assert torch.equal(grid[..., 1:5, 1:7], a) and torch.equal(grid[..., 6:8, 3:5], b)  # b centred under a
+    assert torch.equal(grid[..., 2:4, 8:10], b)  # b centred in row 0's taller cell
+    assert grid[..., 0, :].eq(1).all() and grid[..., 1, 8:10].eq(1).all() and grid[..., 4, 8:10].eq(1).all()
+
+
+def test_sample_grid_rows():
+    tr = Trainer(_tiny_cfg(), _random_crops(), progress=False)
+    photos = [torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 40)]
+    feats = [tr.encoder(p)["relu4_1"] for p in photos]
+    with_mdan = sample_grid(tr, Samples(["a", "b"], photos, feats, [photos[0], None]))
+    without = sample_grid(tr, Samples(["a", "b"], photos, feats, [None, None]))
+    pad = 4
+    assert with_mdan.shape[-2] == 4 * 32 + 5 * pad and without.shape[-2] == 3 * 32 + 4 * pad
+    assert with_mdan.shape[-1] == 32 + 40 + 3 * pad and tr.G.training  # sampling leaves G in train mode
+
+
+def test_fp16_safe_copy_computes_the_same_and_fits_fp16():
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(in_channels=8, channels=(8, 8, 8)))
+    for m in G.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.fill_(1e7)
+            m.running_mean.normal_(0, 100)
+    x = torch.randn(1, 8, 4, 4) * 300
+    safe = fp16_safe(G)
+    assert safe is not G and G.net[1].running_var.max() == 1e7  # G itself unchanged
+    assert max(float(m.running_var.max()) for m in safe.modules() if isinstance(m, torch.nn.BatchNorm2d)) <= 2**14
+    torch.testing.assert_close(safe.eval()(x), G.eval()(x), rtol=1e-4, atol=1e-4)
+    assert torch.isfinite(safe.half()(x.half())).all()

@@ -1,0 +1,110 @@
+"""The cached stages of MGAN training (mgan.training.stages): cache keys that stay put, the cache
+layout, the crop stage against its own estimate, timings and the disk-space check."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import make_tiny_experiment
+
+from mgan import io
+from mgan.errors import InputError
+from mgan.training import stages
+from mgan.training.config import Paths, load_config, resolve_data_root, resolve_paths
+
+
+def _byte_inputs(root: Path) -> Paths:
+    """Inputs whose bytes are fixed (cache_keys reads names and bytes only, never pixels)."""
+    files = {"style.png": b"style bytes", "warm/w0.png": b"w0", "train/p0.png": b"p0", "train/p1.png": b"p1",
+             "test/t0.png": b"t0"}
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return Paths(root, root / "style.png", [root / "warm/w0.png"], [root / "train/p0.png", root / "train/p1.png"],
+                 [root / "test/t0.png"])
+
+
+def _cfg(*overrides: str):
+    return load_config(None, ["mdan.precision=fp32", "train.precision=fp32", *overrides], base={})
+
+
+def test_cache_keys_are_pinned(tmp_path):
+    """The keys name caches on disk (hours of MDAN): a change here orphans every cache already built.
+
+    The values are those of mgan.train before it was split into mgan.training. If a change of
+    MDANConfig's or CropConfig's fields is meant to, update them (existing caches are rebuilt)."""
+    assert stages._key({"a": 1, "b": [1.0, (2, 3)], "p": Path("x")}) == "9c15da7a767e"
+    paths = _byte_inputs(tmp_path)
+    assert stages._digest(paths.style) == "ce58294e4da5edb7"
+    assert stages.cache_keys(_cfg(), paths) == {"mdan": "a26bdb59acf7", "samples": "4b978fbac462",
+                                                "crops": "536d2bc77bc3"}
+
+
+def test_cache_keys_follow_what_each_stage_reads(tmp_path):
+    paths = _byte_inputs(tmp_path)
+    base = stages.cache_keys(_cfg(), paths)
+
+    def changed(*overrides: str) -> set[str]:
+        keys = stages.cache_keys(_cfg(*overrides), paths)
+        return {k for k in keys if keys[k] != base[k]}
+
+    assert changed("mdan.iterations=7") == {"mdan", "samples", "crops"}
+    assert changed("warmup_iterations=3") == {"mdan", "samples", "crops"}
+    assert changed("mdan.noise_std=0.5", "mdan.unguided_tv_weight=1.0") == set()  # unguided synthesis only
+    assert changed("sample_size=128") == {"samples"}
+    assert changed("crops.stride=32") == {"crops"}
+    assert changed("train.lr=0.1", "model.upsample=resize", "name=other") == set()  # training is not cached
+    (tmp_path / "train" / "p1.png").write_bytes(b"other photo")
+    assert stages.cache_keys(_cfg(), paths)["mdan"] != base["mdan"]
+
+
+def test_stage_cache_layout(tmp_path):
+    keys = {"mdan": "m" * 12, "samples": "s" * 12, "crops": "c" * 12}
+    cache = stages.StageCache.at(tmp_path, keys)
+    folder = tmp_path / "cache" / keys["mdan"]
+    assert cache == stages.StageCache(folder, folder / "targets", folder / f"samples-{keys['samples']}",
+                                      folder / f"crops-{keys['crops']}.pt")
+    paths = _byte_inputs(tmp_path / "data")
+    assert cache.done(_cfg(), paths) == {"mdan": False, "samples": False, "crops": False}
+    assert cache.done(_cfg("sample_mdan=false"), paths)["samples"]  # nothing to run counts as done
+    cache.targets.mkdir(parents=True)
+    (cache.targets / "DONE.json").write_text("{}")
+    cache.crops.write_bytes(b"")
+    assert cache.done(_cfg(), paths) == {"mdan": True, "samples": False, "crops": True}
+
+
+def test_crop_stage_makes_the_estimated_crops_and_caches_them(tmp_path):
+    cfg_path = make_tiny_experiment(tmp_path)
+    cfg = load_config(cfg_path)
+    paths = resolve_paths(cfg, resolve_data_root(cfg, cfg_path, None))
+    targets = tmp_path / "targets"
+    for p in paths.train:  # stand-ins for MDAN outputs: the photos as stage 1 loads them
+        io.save_image(stages.load_photo(p, cfg), targets / f"{p.stem}.png")
+    path = tmp_path / "crops.pt"
+    crops, times = stages.stage_crops(cfg, paths, targets, path)
+    assert len(crops) == stages.estimate_crops(cfg, paths) > 0 and path.is_file()
+    assert crops.size == cfg.crops.size and times["seconds"] >= 0
+    again, times_again = stages.stage_crops(cfg, paths, targets, path)  # from the cache: the build's times
+    assert len(again) == len(crops) and times_again == pytest.approx(times)
+    photo, target = again.batch(torch.arange(3))
+    assert torch.equal(photo, target)  # the targets were the photos: the pairs line up
+
+
+def test_merged_timings_add_training_over_resumes():
+    first = stages.merged_timings({}, {"mdan": {"seconds": 10.0, "cpu_seconds": 40.0}, "train": {"seconds": 5.0}})
+    assert first["mdan_s"] == 10.0 and first["train_s"] == 5.0 and first["total_s"] == 15.0
+    assert first["total_cpu_s"] == 40.0
+    second = stages.merged_timings(first, {"mdan": {"seconds": 11.0}, "train": {"seconds": 2.5}})
+    assert second["mdan_s"] == 11.0 and second["train_s"] == 7.5 and second["total_s"] == 18.5
+
+
+def test_disk_estimate_and_check(tmp_path, monkeypatch):
+    cfg, paths = _cfg(), _byte_inputs(tmp_path)
+    none_done = stages.estimate_disk_bytes(cfg, paths, 1000, {})
+    all_done = stages.estimate_disk_bytes(cfg, paths, 1000, {"mdan": True, "samples": True, "crops": True})
+    assert none_done - all_done == 2 * 384**2 * 3 + 256**2 * 3 + 1000 * 2 * 3 * 128**2
+    monkeypatch.setattr(stages.shutil, "disk_usage", lambda path: SimpleNamespace(free=2**20))
+    stages.check_disk_space(tmp_path, 2**19)
+    with pytest.raises(InputError, match="needs about 2 MB, 1 MB are free"):
+        stages.check_disk_space(tmp_path, 2 * 2**20)
