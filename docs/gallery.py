@@ -1,0 +1,97 @@
+"""Regenerate ``docs/gallery.jpg``: every bundled style on a few photos, and on Perlin noise.
+
+One row per bundled generator (:func:`mgan.zoo.bundled`), one column per photo plus a last
+column decoded from Perlin noise (paper Fig. 13); the first row shows the inputs. Each cell
+is one feed-forward pass of :class:`mgan.decode.Decoder` at ``--size`` (longest side), so
+the whole gallery takes seconds per style on a CPU. Run it after adding or retraining a
+model, look at the result, and commit the JPEG::
+
+    python docs/gallery.py                                   # tubingen, golden_gate, chicago
+    python docs/gallery.py --photos a.jpg b.jpg --size 384 --out /tmp/gallery.jpg
+
+The default photos are from ``../shared/data/photo`` (Tübingen is CC BY 3.0; see
+docs/data.md for the others' status). Prints one line per style with its decode time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mgan import cli, io, zoo
+from mgan.decode import Decoder
+from mgan.errors import InputError
+from mgan.noise import make_noise
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "chicago.jpg")
+
+
+def grid(rows: list[list[torch.Tensor]], pad: int = 4) -> torch.Tensor:
+    """Rows of ``[1, 3, h, w]`` images of one height per row into one white-padded ``[1, 3, H, W]``;
+    cells of a column share the column's widest image, centred."""
+    ncol = max(len(r) for r in rows)
+    widths = [max(r[c].shape[-1] for r in rows if c < len(r)) for c in range(ncol)]
+    heights = [max(im.shape[-2] for im in r) for r in rows]
+    out = torch.ones(1, 3, sum(heights) + pad * (len(rows) + 1), sum(widths) + pad * (ncol + 1))
+    y = pad
+    for r, h in zip(rows, heights, strict=True):
+        x = pad
+        for c, im in enumerate(r):
+            oy, ox = y + (h - im.shape[-2]) // 2, x + (widths[c] - im.shape[-1]) // 2
+            out[..., oy:oy + im.shape[-2], ox:ox + im.shape[-1]] = im
+            x += widths[c] + pad
+        y += h + pad
+    return out
+
+
+def to_height(x: torch.Tensor, h: int) -> torch.Tensor:
+    """``[1, 3, H, W]`` resized (antialiased) to height ``h``, aspect kept."""
+    w = max(1, round(x.shape[-1] * h / x.shape[-2]))
+    return F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python docs/gallery.py", description=__doc__.split("\n\n")[0],
+                                epilog="example: python docs/gallery.py --size 256 --out docs/gallery.jpg")
+    p.add_argument("--photos", type=Path, nargs="+", default=None,
+                   help="photos (default: tubingen, golden_gate, chicago from ../shared/data/photo)")
+    p.add_argument("--size", type=int, default=256, help="longest side of each decode (default 256)")
+    p.add_argument("--cell", type=int, default=192, help="height of each cell in the gallery (default 192)")
+    p.add_argument("--seed", type=int, default=3, help="seed of the Perlin noise")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "gallery.jpg")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    return cli.run(lambda: _run(args), args=args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.size < 32 or args.cell < 32:
+        raise InputError(f"--size and --cell must be >= 32, got {args.size} and {args.cell}")
+    photos = args.photos or [ROOT.parent / "shared" / "data" / "photo" / n for n in DEFAULT_PHOTOS]
+    io.check_output_image(args.out)
+    images = [io.load_image(p, max_side=args.size, min_side=16) for p in photos]  # each checked before any work
+    models = zoo.bundled()
+    if not models:
+        raise InputError("no bundled generators in mgan/assets")
+    device = cli.resolve_device(args.device)
+    noise = make_noise("perlin", args.size, args.size, seed=args.seed)
+    rows = [[to_height(x, args.cell) for x in [*images, noise]]]
+    for name, path in models.items():
+        dec = Decoder(path, device=device)
+        t0 = time.perf_counter()
+        outs = [dec.decode(x) for x in [*images, noise]]
+        print(f"{name}: {len(outs)} decodes at {args.size} px in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        rows.append([to_height(y.cpu(), args.cell) for y in outs])
+    io.save_image(grid(rows), args.out)
+    print(f"wrote {args.out} ({len(models)} styles x {len(images)} photos + Perlin noise)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""docs/gallery.py: the script that regenerates the README gallery (issue #13 item 4)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from mgan import io, zoo
+
+SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "gallery.py"
+
+
+@pytest.fixture(scope="module")
+def gallery():
+    spec = importlib.util.spec_from_file_location("gallery", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_grid_places_every_cell(gallery):
+    a, b = torch.zeros(1, 3, 10, 20), torch.full((1, 3, 10, 12), 0.5)
+    g = gallery.grid([[a, b], [b]], pad=2)
+    assert g.shape == (1, 3, 2 + 10 + 2 + 10 + 2, 2 + 20 + 2 + 12 + 2)  # a column is as wide as its widest cell
+    assert g[..., 2:12, 2:22].eq(0).all()  # a at the top left
+    assert g[..., 14:24, 6:18].eq(0.5).all()  # b centred in the first column's 20 px
+    assert g[..., 0, :].eq(1).all()  # white padding
+
+
+def test_gallery_has_a_row_per_style_and_a_column_per_input(gallery, tmp_path, one_thread):
+    photos = []
+    for i, (h, w) in enumerate([(40, 56), (48, 32)]):
+        photos.append(tmp_path / f"p{i}.png")
+        io.save_image(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(i)), photos[-1])
+    out = tmp_path / "g.png"
+    assert gallery.main(["--photos", *map(str, photos), "--size", "48", "--cell", "32", "--out", str(out),
+                         "--device", "cpu"]) == 0
+    with Image.open(out) as im:
+        width, height = im.size
+    rows = 1 + len(zoo.bundled())
+    assert height == rows * 32 + (rows + 1) * 4
+    widths = [round(56 * 32 / 40), round(32 * 32 / 48), 32]  # photo cells at height 32, noise square
+    assert width == sum(widths) + (len(widths) + 1) * 4
+
+
+def test_bad_input_is_one_line(gallery, tmp_path, capsys):
+    assert gallery.main(["--photos", str(tmp_path / "missing.png"), "--out", str(tmp_path / "g.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+    assert not (tmp_path / "g.png").exists()
+    assert gallery.main(["--size", "8", "--out", str(tmp_path / "g.png")]) == 2
