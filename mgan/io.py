@@ -484,6 +484,24 @@ def check_output_image(path: str | os.PathLike, flag: str = "--out") -> Path:
     return path
 
 
+def photo_jobs(content: Path | None, content_dir: Path | None, out: Path,
+               flags: tuple[str, str] = ("--content", "--content-dir")) -> tuple[list[tuple[Path, Path]], list[tuple[str, Path]]]:
+    """``(jobs, inputs)`` of a CLI that maps one photo to one image, or a folder to a folder.
+
+    One photo: ``[(content, out)]`` after :func:`check_output_image`. A folder: one job per
+    image (names from :func:`output_names`), after :func:`check_writable` on ``out``.
+    ``inputs`` are the ``(flag, path)`` pairs to give :func:`check_outputs`, so no output
+    overwrites an input.
+    """
+    if content is not None:
+        check_output_image(out)
+        return [(content, out)], [(flags[0], content)]
+    files = list_images(content_dir)
+    jobs = [(f, out / name) for f, name in zip(files, output_names(files), strict=True)]
+    check_writable(out)
+    return jobs, [(flags[1], content_dir), *[(flags[1], f) for f, _ in jobs]]
+
+
 def check_writable(folder: str | os.PathLike) -> Path:
     """Create ``folder`` if needed and make sure files can be written there, before work starts."""
     folder = Path(folder)

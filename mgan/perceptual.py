@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from mgan import cli, io, losses, runs
 from mgan import precision as prec  # `precision` is a parameter name of apply()
 from mgan.cli import resolve_device
-from mgan.config import apply_overrides, check_choices, dump_yaml, from_dict, load_yaml, to_dict
+from mgan.config import apply_overrides, check_choices, dump_yaml, from_dict, to_dict
 from mgan.data import PhotoCrops
 from mgan.errors import ConfigError, InputError, one_line
 from mgan.vgg import VGG19Encoder, check_feature_layer
@@ -421,14 +421,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train_main(args: argparse.Namespace) -> int:
-    resume = None
-    if args.resume is not None:
-        resume = io.load_checkpoint(args.resume)
-        if resume.get("format") != CHECKPOINT_FORMAT or "opt" not in resume:
-            raise InputError(f"{args.resume}: not a resumable perceptual checkpoint.pt")
-        data = dict(resume["config"])
-    else:
-        data = load_yaml(args.config) if args.config else {}
+    data, resume = runs.start_config(args.resume, args.config, CHECKPOINT_FORMAT, "perceptual")
+    if resume is None:
         data.setdefault("task", args.task)
     if args.steps is not None:
         args.overrides.append(f"steps={args.steps}")
@@ -448,12 +442,8 @@ def _train_main(args: argparse.Namespace) -> int:
         print(dump_yaml(cfg), end="")
         print(f"# {len(files)} training images; dry run, nothing written")
         return 0
-    if resume is not None:
-        run_dir = args.resume.parent
-    else:
-        name = args.name or (f"perceptual-{args.style.stem}" if cfg.task == "style" else f"perceptual-sr{cfg.upscale}")
-        run_dir = runs.next_run_dir(args.runs, name)
-        runs.write_config(run_dir, dump_yaml(cfg))
+    name = args.name or (f"perceptual-{args.style.stem}" if cfg.task == "style" else f"perceptual-sr{cfg.upscale}")
+    run_dir = runs.open_run(args.runs, name, dump_yaml(cfg), resume=args.resume)
     print(f"run folder: {run_dir}")
     prec.announce(cfg.precision, device)
     train(cfg, files, style, run_dir, device, resume=resume, progress=True)
@@ -464,18 +454,9 @@ def _train_main(args: argparse.Namespace) -> int:
 def _apply_main(args: argparse.Namespace) -> int:
     net, cfg = load_model(args.checkpoint)
     device = resolve_device(args.device)
-    if args.content is not None:
-        io.check_output_image(args.out)
-        jobs = [(args.content, args.out)]
-        inputs = [("--content", args.content)]
-    else:
-        files = io.list_images(args.content_dir)
-        jobs = [(p, args.out / name) for p, name in zip(files, io.output_names(files), strict=True)]
-        inputs = [("--content-dir", args.content_dir), *[("--content-dir", p) for p, _ in jobs]]
+    jobs, inputs = io.photo_jobs(args.content, args.content_dir, args.out)
     io.check_outputs([("--out", args.out), *[("--out", dst) for _, dst in jobs if dst != args.out]],
                      [("--checkpoint", args.checkpoint), *inputs])
-    if args.content is None:
-        io.check_writable(args.out)
     prec.announce(args.precision, device)  # after the input checks: a bad input gets one error line
     for src, dst in jobs:
         img = io.load_image(src, max_side=args.size, min_side=net.multiple)

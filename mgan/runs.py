@@ -28,6 +28,8 @@ from typing import Any
 from torch import Tensor
 
 from mgan import io
+from mgan.config import load_yaml
+from mgan.errors import InputError
 
 RUN_NAME = re.compile(r"^(\d{5})-(.+)$")
 
@@ -62,6 +64,32 @@ def find_run(root: str | Path, name: str, accept: Callable[[Path], bool]) -> Pat
         return None
     found = sorted((p for p in root.iterdir() if (m := RUN_NAME.match(p.name)) and m.group(2) == name), reverse=True)
     return next((run for run in found if accept(run)), None)
+
+
+def start_config(resume: str | Path | None, config: str | Path | None, fmt: str, what: str) -> tuple[dict, dict | None]:
+    """Where a train CLI's config comes from: ``(config dict, checkpoint or None)``.
+
+    With ``resume`` (a ``checkpoint.pt``), the checkpoint's own resolved config, so a
+    resumed run cannot drift from the one it continues; else the YAML file ``config``, or
+    ``{}`` for the defaults. The checkpoint must be a resumable one of format ``fmt``
+    (``what`` names it in the error line).
+    """
+    if resume is not None:
+        ckpt = io.load_checkpoint(resume)
+        if ckpt.get("format") != fmt or "opt" not in ckpt:
+            raise InputError(f"{resume}: not a resumable {what} checkpoint.pt")
+        return dict(ckpt["config"]), ckpt
+    return (load_yaml(config) if config else {}), None
+
+
+def open_run(root: str | Path, name: str, config_text: str, resume: str | Path | None = None) -> Path:
+    """The run folder to write to: ``resume``'s own folder, or a new numbered one under
+    ``root`` (:func:`next_run_dir`) holding ``config_text`` as its ``config.yaml``."""
+    if resume is not None:
+        return Path(resume).parent
+    run_dir = next_run_dir(root, name)
+    write_config(run_dir, config_text)
+    return run_dir
 
 
 def write_config(run_dir: Path, text: str) -> Path:

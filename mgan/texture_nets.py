@@ -80,7 +80,7 @@ from torch import Tensor, nn
 
 from mgan import cli, io, losses, runs
 from mgan import precision as prec  # `precision` is a parameter name below
-from mgan.config import apply_overrides, check_choices, dump_yaml, from_dict, load_yaml, to_dict
+from mgan.config import apply_overrides, check_choices, dump_yaml, from_dict, to_dict
 from mgan.data import PhotoCrops
 from mgan.errors import ConfigError, InputError, one_line
 from mgan.vgg import CAFFE_MEAN_BGR, VGG19Encoder, check_feature_layer
@@ -628,14 +628,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train_config(args: argparse.Namespace) -> tuple[TextureNetsConfig, dict | None]:
     """The resolved config (from --resume's checkpoint, or --mode, --config and --set) and the resume dict."""
-    resume = None
-    if args.resume is not None:
-        resume = io.load_checkpoint(args.resume)
-        if resume.get("format") != CHECKPOINT_FORMAT or "opt" not in resume:
-            raise InputError(f"{args.resume}: not a resumable Texture Networks checkpoint.pt")
-        data = dict(resume["config"])
-    else:
-        data = load_yaml(args.config) if args.config else {}
+    data, resume = runs.start_config(args.resume, args.config, CHECKPOINT_FORMAT, "Texture Networks")
+    if resume is None:
         data.setdefault("mode", args.mode)
     if args.steps is not None:
         args.overrides.append(f"steps={args.steps}")
@@ -661,11 +655,8 @@ def _train_main(args: argparse.Namespace) -> int:
         print(dump_yaml(cfg), end="")
         print(f"# {cfg.mode} mode, {len(files or [])} training photos; dry run, nothing written")
         return 0
-    if resume is not None:
-        run_dir = args.resume.parent
-    else:
-        run_dir = runs.next_run_dir(args.runs, args.name or f"texture_nets-{args.style.stem}")
-        runs.write_config(run_dir, dump_yaml(cfg))
+    run_dir = runs.open_run(args.runs, args.name or f"texture_nets-{args.style.stem}", dump_yaml(cfg),
+                            resume=args.resume)
     print(f"run folder: {run_dir}")
     print(f"{prec.describe(cfg.precision, device)} for the VGG loss network; the generator trains in fp32",
           file=sys.stderr)
@@ -703,15 +694,7 @@ def _synthesize_main(args: argparse.Namespace) -> int:
         return 0
     if args.content is None and args.content_dir is None:
         raise InputError("this generator stylises photos: give --content PHOTO or --content-dir FOLDER")
-    if args.content is not None:
-        io.check_output_image(args.out)
-        jobs = [(args.content, args.out)]
-        inputs = [("--content", args.content)]
-    else:
-        files = io.list_images(args.content_dir)
-        jobs = [(f, args.out / name) for f, name in zip(files, io.output_names(files), strict=True)]
-        inputs = [("--content-dir", args.content_dir), *[("--content-dir", f) for f, _ in jobs]]
-        io.check_writable(args.out)
+    jobs, inputs = io.photo_jobs(args.content, args.content_dir, args.out)
     io.check_outputs([("--out", dst) for _, dst in jobs], [("--checkpoint", args.checkpoint), *inputs])
     _announce_generator(args.precision, device)
     for src, dst in jobs:

@@ -163,3 +163,19 @@ def test_check_output_image(tmp_path):
     for name in ("out.txt", "out", "out.gif"):
         with pytest.raises(io.InputError, match=f"--style-out {tmp_path / name}: expected an image file name"):
             io.check_output_image(tmp_path / name, "--style-out")
+
+
+def test_photo_jobs_one_photo_or_a_folder(tmp_path):
+    from mgan.errors import InputError
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("b.png", "a.jpg"):
+        io.save_image(torch.rand(1, 3, 8, 8), src / name)
+    jobs, inputs = io.photo_jobs(src / "a.jpg", None, tmp_path / "o.png")
+    assert jobs == [(src / "a.jpg", tmp_path / "o.png")] and inputs == [("--content", src / "a.jpg")]
+    jobs, inputs = io.photo_jobs(None, src, tmp_path / "out")
+    assert [(s.name, d) for s, d in jobs] == [("a.jpg", tmp_path / "out" / "a.png"), ("b.png", tmp_path / "out" / "b.png")]
+    assert (tmp_path / "out").is_dir() and inputs[0] == ("--content-dir", src) and len(inputs) == 3
+    with pytest.raises(InputError, match="image file name"):
+        io.photo_jobs(src / "a.jpg", None, tmp_path / "o.txt")

@@ -5,6 +5,8 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from mgan import runs
 
 
@@ -92,3 +94,27 @@ def test_write_config_and_wandb_off(tmp_path):
     wb.log({"loss": 1.0}, 1)
     wb.finish()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_start_config_takes_the_checkpoints_config_or_the_yaml(tmp_path):
+    from mgan import io
+    from mgan.errors import InputError
+
+    assert runs.start_config(None, None, "fmt-v1", "thing") == ({}, None)
+    (tmp_path / "c.yaml").write_text("steps: 7\n")
+    assert runs.start_config(None, tmp_path / "c.yaml", "fmt-v1", "thing") == ({"steps": 7}, None)
+    ckpt = {"format": "fmt-v1", "opt": {}, "config": {"steps": 3}}
+    io.save_checkpoint(ckpt, tmp_path / "checkpoint.pt")
+    data, resume = runs.start_config(tmp_path / "checkpoint.pt", tmp_path / "c.yaml", "fmt-v1", "thing")
+    assert data == {"steps": 3} and resume["format"] == "fmt-v1"  # the checkpoint wins over the YAML
+    io.save_checkpoint({"format": "other", "opt": {}, "config": {}}, tmp_path / "final.pt")
+    with pytest.raises(InputError, match="not a resumable thing checkpoint.pt"):
+        runs.start_config(tmp_path / "final.pt", None, "fmt-v1", "thing")
+
+
+def test_open_run_continues_the_resumed_folder_or_numbers_a_new_one(tmp_path):
+    first = runs.open_run(tmp_path, "x", "a: 1\n")
+    assert first.name == "00000-x" and (first / "config.yaml").read_text() == "a: 1\n"
+    assert runs.open_run(tmp_path, "x", "a: 2\n", resume=first / "checkpoint.pt") == first
+    assert (first / "config.yaml").read_text() == "a: 1\n"  # a resume keeps the run's config
+    assert runs.open_run(tmp_path, "x", "a: 2\n").name == "00001-x"
