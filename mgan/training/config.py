@@ -156,19 +156,10 @@ class ExperimentConfig:
         if self.sample_size < 32 or self.sample_size % 8:
             raise ConfigError(f"sample_size: must be a multiple of 8 and >= 32, got {self.sample_size}")
         m = self.model
-        vgg.check_feature_layer(m.encoder_layer, "model.encoder_layer")
-        if not m.channels or min(m.channels) < 1:
-            raise ConfigError(f"model.channels: must be widths >= 1, got {list(m.channels)}")
-        if layer_scale(m.encoder_layer) != 2 ** len(m.channels):
-            raise ConfigError(
-                f"model.channels: {len(m.channels)} widths give x{2 ** len(m.channels)} upsampling but "
-                f"{m.encoder_layer} is at 1/{layer_scale(m.encoder_layer)}"
-            )
-        if m.in_channels != vgg.channels(m.encoder_layer):
-            raise ConfigError(f"model.in_channels: {m.encoder_layer} has {vgg.channels(m.encoder_layer)} channels, "
-                              f"got {m.in_channels}")
-        if m.pooling not in ("max", "avg"):
-            raise ConfigError(f"model.pooling: must be 'max' or 'avg', got {m.pooling!r}")
+        try:  # G's own checks (a YAML load already ran them; a config built in code has not)
+            m.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"model.{exc}") from None
         if self.crops.size % (2 ** len(m.channels)):
             raise ConfigError(f"crops.size: must be a multiple of {2 ** len(m.channels)}, got {self.crops.size}")
         if self.crops.size // layer_scale(self.train.d_layer) < 4:
