@@ -27,27 +27,10 @@ from mgan import cli, io, zoo
 from mgan.decode import Decoder
 from mgan.errors import InputError
 from mgan.noise import make_noise
+from mgan.training.trainer import make_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "chicago.jpg")
-
-
-def grid(rows: list[list[torch.Tensor]], pad: int = 4) -> torch.Tensor:
-    """Rows of ``[1, 3, h, w]`` images of one height per row into one white-padded ``[1, 3, H, W]``;
-    cells of a column share the column's widest image, centred."""
-    ncol = max(len(r) for r in rows)
-    widths = [max(r[c].shape[-1] for r in rows if c < len(r)) for c in range(ncol)]
-    heights = [max(im.shape[-2] for im in r) for r in rows]
-    out = torch.ones(1, 3, sum(heights) + pad * (len(rows) + 1), sum(widths) + pad * (ncol + 1))
-    y = pad
-    for r, h in zip(rows, heights, strict=True):
-        x = pad
-        for c, im in enumerate(r):
-            oy, ox = y + (h - im.shape[-2]) // 2, x + (widths[c] - im.shape[-1]) // 2
-            out[..., oy:oy + im.shape[-2], ox:ox + im.shape[-1]] = im
-            x += widths[c] + pad
-        y += h + pad
-    return out
 
 
 def to_height(x: torch.Tensor, h: int) -> torch.Tensor:
@@ -88,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         outs = [dec.decode(x) for x in [*images, noise]]
         print(f"{name}: {len(outs)} decodes at {args.size} px in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         rows.append([to_height(y.cpu(), args.cell) for y in outs])
-    io.save_image(grid(rows), args.out)
+    io.save_image(make_grid(rows), args.out)
     print(f"wrote {args.out} ({len(models)} styles x {len(images)} photos + Perlin noise)")
     return 0
 

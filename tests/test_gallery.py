@@ -20,15 +20,6 @@ def gallery():
     return mod
 
 
-def test_grid_places_every_cell(gallery):
-    a, b = torch.zeros(1, 3, 10, 20), torch.full((1, 3, 10, 12), 0.5)
-    g = gallery.grid([[a, b], [b]], pad=2)
-    assert g.shape == (1, 3, 2 + 10 + 2 + 10 + 2, 2 + 20 + 2 + 12 + 2)  # a column is as wide as its widest cell
-    assert g[..., 2:12, 2:22].eq(0).all()  # a at the top left
-    assert g[..., 14:24, 6:18].eq(0.5).all()  # b centred in the first column's 20 px
-    assert g[..., 0, :].eq(1).all()  # white padding
-
-
 def test_gallery_has_a_row_per_style_and_a_column_per_input(gallery, tmp_path, one_thread):
     photos = []
     for i, (h, w) in enumerate([(40, 56), (48, 32)]):
