@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from mgan import cli, io, losses, patches, precision, vgg
+from mgan import cli, colour, io, losses, patches, precision, vgg
 from mgan.assets import DEFAULT_STYLE_NAME, asset_path
 from mgan.cli import resolve_device
 from mgan.config import check_choices, from_dict
@@ -76,7 +76,11 @@ class MDANConfig:
     flip: bool = True  # style pool horizontal flips
     d_warmup: int = 0  # D-only steps on the initial image before deconvolution (0: off, as the original)
     noise_std: float = 0.1  # unguided init: the style's mean colour + uniform noise in [-std, std]
-    postprocess: Literal["stretch", "clip"] = "stretch"  # the original's mean +-2 sigma stretch; "clip": clamp
+    postprocess: Literal["stretch", "clip", "match"] = "stretch"  # the original's mean +-2 sigma stretch; "clip": clamp
+    # Unguided outputs drift off the texture's palette (D sees relu3_1 patches, not global
+    # colour): "match" gives them the style's RGB mean and covariance (mgan.colour;
+    # docs/calibration.md, unguided: SWD to the texture 1.6-3.5x Gatys's -> 1.1-1.7x).
+    unguided_postprocess: Literal["stretch", "clip", "match"] = "match"
     seed: int = 0
     precision: str = "auto"  # "auto" (bf16 where native: mgan.precision), "fp32", "bf16" (bf16 VGG, bf16 autocast for D)
     vgg_weights: str = "caffe"  # "caffe", "torchvision" (cached only) or a .bin path
@@ -128,14 +132,20 @@ class MDANStats:
     content_loss: list[float] = field(default_factory=list)
 
 
-def postprocess(x: Tensor, mode: str) -> Tensor:
-    """Map the optimised image to ``[0, 1]``.
+def postprocess(x: Tensor, mode: str, style_colour: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """Map the optimised image ``[1, 3, H, W]`` to ``[0, 1]``.
 
     ``clip`` clamps. ``stretch`` is the original code's: subtract the mean, clip at
-    +-2 standard deviations, min-max normalise (a global contrast stretch).
+    +-2 standard deviations, min-max normalise (a global contrast stretch). ``match``
+    maps the RGB values affinely onto the style's mean and covariance ``style_colour``
+    (:func:`mgan.colour.moments` of the style), then clamps.
     """
     if mode == "clip":
         return x.clamp(0, 1)
+    if mode == "match":
+        if style_colour is None:
+            raise ValueError("postprocess 'match' needs the style's colour moments")
+        return colour.match(x, *style_colour)
     m, s = x.mean(), x.std()
     y = torch.maximum(torch.minimum(x - m, 2 * s), -2 * s)
     return (y - y.min()) / (y.max() - y.min()).clamp_min(1e-8)
@@ -180,6 +190,7 @@ class MDAN:
         self.images_done = 0
         self.pool = self._style_pool(style)
         self.style_mean = style.mean((2, 3), keepdim=True).to(self.device)  # [1, 3, 1, 1]
+        self.style_colour = tuple(m.to(self.device) for m in colour.moments(style))  # mean [3,1], cov [3,3]
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -353,6 +364,7 @@ class MDAN:
                 f"pixels for {cfg.patch_size}x{cfg.patch_size} patches on {cfg.d_layer}"
             )
         taps_needed = {cfg.d_layer} | ({cfg.content_layer} if target is not None else set())
+        mode = cfg.postprocess if content is not None else cfg.unguided_postprocess
         # The optimised variable lives in [-1, 1] as in the original code, so lr 0.02 means the same step.
         xv = (x0 * 2 - 1).requires_grad_(True)
         opt_x = torch.optim.Adam([xv], lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -387,12 +399,12 @@ class MDAN:
             if progress:
                 bar.set_postfix(tex=f"{loss_t.item():.3f}", d=f"{loss_d.item():.3f}")
             if callback is not None:
-                callback(it, postprocess((xv.detach() + 1) / 2, cfg.postprocess), {
+                callback(it, postprocess((xv.detach() + 1) / 2, mode, self.style_colour), {
                     "texture": stats.texture_loss[-1], "d": stats.d_loss[-1], "content": stats.content_loss[-1]})
         self.images_done += 1
         stats.iterations = iterations
         stats.seconds = time.perf_counter() - t0
-        out = postprocess((xv.detach() + 1) / 2, cfg.postprocess)
+        out = postprocess((xv.detach() + 1) / 2, mode, self.style_colour)
         return out.float().cpu(), stats
 
 
@@ -434,7 +446,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="maps: D slides over whole feature maps (fast); patches: scores extracted patches")
     p.add_argument("--d-warmup", type=int, default=d.d_warmup, help="D-only steps before deconvolving each image")
     p.add_argument("--no-blend", action="store_true", help="do not average overlapping patch gradients")
-    p.add_argument("--postprocess", choices=("clip", "stretch"), default=d.postprocess)
+    p.add_argument("--postprocess", choices=("clip", "stretch", "match"), default=d.postprocess,
+                   help="guided outputs to [0, 1]: stretch (the original's), clip, match (the style's colour moments)")
+    p.add_argument("--unguided-postprocess", choices=("clip", "stretch", "match"), default=d.unguided_postprocess,
+                   help="the same for unguided outputs (from noise)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", choices=precision.CHOICES, default=d.precision, help=precision.HELP)

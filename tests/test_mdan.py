@@ -199,6 +199,32 @@ def test_stretch_postprocess_is_the_original_recipe():
     assert y.flatten()[1:].std() > 3 * plain.flatten()[1:].std()
     torch.testing.assert_close(postprocess(3 * x - 1, "stretch"), y, atol=1e-5, rtol=0)
     assert torch.equal(postprocess(x, "clip"), x.clamp(0, 1))
+    with pytest.raises(ValueError, match="colour moments"):
+        postprocess(x, "match")
+
+
+def test_unguided_default_postprocess_gives_the_style_palette(tiny_encoder):
+    """Unguided outputs default to ``match``: their RGB mean and covariance are the style's (up to
+    the clamp at the range's ends), where the original's stretch leaves the palette drifted;
+    the optimised image is the same, only the final affine colour map differs."""
+    from mgan import colour
+
+    style = _style()
+    cfg = MDANConfig(**TINY)
+    assert cfg.unguided_postprocess == "match" and cfg.postprocess == "stretch"
+    matched, _ = MDAN(style, cfg, encoder=tiny_encoder).synthesize(size=(64, 64))
+    stretched, _ = MDAN(style, MDANConfig(**{**TINY, "unguided_postprocess": "stretch"}),
+                        encoder=tiny_encoder).synthesize(size=(64, 64))
+    sm, sc = colour.moments(style)
+    mm, mc = colour.moments(matched)
+    tm, _ = colour.moments(stretched)
+    assert (mm - sm).abs().max() < 0.03 < (tm - sm).abs().max()
+    assert (mc - sc).abs().max() < 0.1 * sc.abs().max()
+    # one affine colour map apart: the same image underneath
+    ones = torch.ones(1, 64 * 64)
+    a = torch.linalg.lstsq(torch.cat([stretched[0].reshape(3, -1), ones]).T, matched[0].reshape(3, -1).T).solution
+    resid = torch.cat([stretched[0].reshape(3, -1), ones]).T @ a - matched[0].reshape(3, -1).T
+    assert resid.abs().mean() < 0.02
 
 
 def test_d_warmup_trains_d_on_the_initial_image_only(tiny_encoder, synthetic_image, capsys):

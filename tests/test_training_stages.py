@@ -51,7 +51,8 @@ def test_cache_keys_follow_what_each_stage_reads(tmp_path):
 
     assert changed("mdan.iterations=7") == {"mdan", "samples", "crops"}
     assert changed("warmup_iterations=3") == {"mdan", "samples", "crops"}
-    assert changed("mdan.noise_std=0.5", "mdan.unguided_tv_weight=1.0") == set()  # unguided synthesis only
+    assert changed("mdan.noise_std=0.5", "mdan.unguided_tv_weight=1.0",
+                   "mdan.unguided_postprocess=clip") == set()  # unguided synthesis only
     assert changed("sample_size=128") == {"samples"}
     assert changed("crops.stride=32") == {"crops"}
     assert changed("train.lr=0.1", "model.upsample=resize", "name=other") == set()  # training is not cached
