@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gatys": ("mgan.gatys", "baseline: Gatys et al. Gram texture synthesis and style transfer"),
     "cnnmrf": ("mgan.cnnmrf", "baseline: CNNMRF, MRF loss on VGG patches (Li & Wand, CVPR 2016)"),
     "perceptual": ("mgan.perceptual", "baseline: Johnson et al. feed-forward perceptual networks"),
+    "sr_eval": ("mgan.sr_eval", "score super-resolution networks against bicubic (PSNR, SSIM, relu2_2 distance)"),
     "texture_nets": ("mgan.texture_nets", "baseline: Texture Networks, feed-forward Gram synthesis (Ulyanov et al.)"),
     "visualize": ("mgan.visualize", "look inside VGG-19: feature inversion, activation maximisation, saliency"),
     "precision": ("mgan.precision", "print this CPU's kind and what --precision auto picks on it"),

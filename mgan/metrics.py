@@ -7,11 +7,16 @@
   8 px periodic pattern, the checkerboard that a stride-8 stack of fractional-strided
   convolutions (MGAN's G, paper Sec. 3.2) leaves in its decodes (Odena et al. 2016,
   "Deconvolution and Checkerboard Artifacts").
+* :func:`psnr` and :func:`ssim`: the super-resolution literature's fidelity measures on the
+  luminance channel (:func:`luminance`, ITU-R BT.601 Y) after cropping a border, as Johnson
+  et al. 2016 (seed 002, Sec. 4.2, Table 3) and SRCNN report them on Set5, Set14 and BSD100
+  (``mgan.sr_eval``).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mgan.losses import gram
@@ -135,3 +140,124 @@ def checkerboard_score(img: Tensor, period: int = CHECKERBOARD_PERIOD) -> float:
     ring = near[..., cheb > _LOBE].mean(-1)
     ratio = ((lobe + eps) / (ring + eps)).mean(-1)  # [N, C]
     return float((10 * torch.log10(ratio)).mean())
+
+
+# ---------------------------------------------------------------------------- super-resolution fidelity
+
+# ITU-R BT.601 luma for RGB in [0, 1] -> Y in [16, 235] / 255 (studio swing): the coefficients of
+# MATLAB's rgb2ycbcr, through which the SR literature (SRCNN, Johnson et al., BasicSR's
+# ``test_y_channel``) computes its PSNR and SSIM. The offset cancels in PSNR but not in SSIM's
+# luminance term, so it is kept.
+BT601_Y = (65.481 / 255, 128.553 / 255, 24.966 / 255)
+BT601_Y_OFFSET = 16 / 255
+SSIM_WINDOW = 11  # Wang et al. 2004, Sec. III-C: an 11x11 circular-symmetric Gaussian window ...
+SSIM_SIGMA = 1.5  # ... with standard deviation 1.5 px
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def luminance(x: Tensor) -> Tensor:
+    """BT.601 luma ``Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255`` of RGB in ``[0, 1]``.
+
+    ``[N, 3, H, W]`` -> ``[N, 1, H, W]`` in ``[16/255, 235/255]``, float64; a one-channel
+    ``[N, 1, H, W]`` input is taken to be luminance already and returned (as float64).
+    Computed in floating point from the RGB values, without rounding Y to 8 bits
+    (as BasicSR's ``to_y_channel``; MATLAB rounds a uint8 input's Y, a < 0.01 dB difference).
+    """
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected [N, 3, H, W] RGB or [N, 1, H, W] luminance, got {tuple(x.shape)}")
+    x = x.detach().to(torch.float64)
+    if x.shape[1] == 1:
+        return x
+    w = torch.tensor(BT601_Y, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True) + BT601_Y_OFFSET
+
+
+def _y_pair(x: Tensor, y: Tensor, border: int) -> tuple[Tensor, Tensor]:
+    """Both images' luminance ``[N, 1, H - 2 border, W - 2 border]`` (float64), shapes checked."""
+    if x.shape != y.shape:
+        raise ValueError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if border < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
+    a, b = luminance(x), luminance(y)
+    if min(a.shape[-2:]) <= 2 * border:
+        raise ValueError(f"a border of {border} px leaves nothing of a {a.shape[-1]}x{a.shape[-2]} image")
+    if border:
+        a, b = a[..., border:-border, border:-border], b[..., border:-border, border:-border]
+    return a, b
+
+
+@torch.no_grad()
+def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, border: int = 0) -> Tensor:
+    """Peak signal-to-noise ratio on luminance, ``10 log10(data_range^2 / MSE_Y)`` dB, per image.
+
+    The SR convention (SRCNN, Dong et al. 2014; Johnson et al. 2016 Table 3): both images are
+    converted to BT.601 Y (:func:`luminance`), ``border`` pixels are cropped from each side
+    (usually the scale factor: the border is where an upsampler lacks context), and the mean
+    squared error is taken over what is left. With RGB in ``[0, 1]`` and ``data_range`` 1 this
+    equals PSNR on 8-bit Y with peak 255.
+
+    Args:
+        x, y: ``[N, 3, H, W]`` RGB in ``[0, 1]`` (or ``[N, 1, H, W]`` luminance), same shape.
+        data_range: the peak value (1 for images in ``[0, 1]``).
+        border: pixels cropped from each side before measuring.
+
+    Returns:
+        ``[N]`` float64, in dB (``inf`` for identical images); average over a data set with
+        the mean of these per-image values, as the literature does.
+    """
+    a, b = _y_pair(x, y, border)
+    mse = (a - b).pow(2).mean(dim=(1, 2, 3))
+    return 10 * torch.log10(data_range**2 / mse)
+
+
+def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Normalised 2-D Gaussian ``[1, 1, size, size]`` (the outer product of a 1-D one)."""
+    k = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(k**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).view(1, 1, size, size)
+
+
+@torch.no_grad()
+def ssim(x: Tensor, y: Tensor, data_range: float = 1.0, border: int = 0) -> Tensor:
+    """Structural similarity (Wang, Bovik, Sheikh & Simoncelli 2004, Eq. 13) on luminance, per image.
+
+    For every position of an 11x11 Gaussian window (sigma 1.5, weights summing to 1) inside
+    the image (no padding: MATLAB's ``filter2(..., 'valid')`` in Wang's ``ssim_index.m``),
+
+        SSIM(a, b) = (2 mu_a mu_b + C1)(2 sigma_ab + C2) / ((mu_a^2 + mu_b^2 + C1)(sigma_a^2 + sigma_b^2 + C2))
+
+    with window-weighted means, variances and covariance and ``C1 = (K1 L)^2``,
+    ``C2 = (K2 L)^2``, ``K1 = 0.01``, ``K2 = 0.03``, ``L = data_range``; the image's score is the
+    mean of this map (the paper's MSSIM, Eq. 17). As in the SR literature (and BasicSR), the
+    images are BT.601 Y (:func:`luminance`) with ``border`` pixels cropped from each side, and
+    not downsampled first (the later ``ssim.m`` shrinks images over 256 px by
+    ``round(min side / 256)``; SR papers do not).
+
+    Args:
+        x, y: ``[N, 3, H, W]`` RGB in ``[0, 1]`` (or ``[N, 1, H, W]`` luminance), same shape;
+            at least 11 px a side after the border crop.
+        data_range: ``L``, the dynamic range (1 for images in ``[0, 1]``).
+        border: pixels cropped from each side before measuring.
+
+    Returns:
+        ``[N]`` float64 in ``[-1, 1]``, 1 for identical images.
+    """
+    a, b = _y_pair(x, y, border)
+    if min(a.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"ssim needs at least {SSIM_WINDOW}x{SSIM_WINDOW} px after the border crop, "
+                         f"got {a.shape[-1]}x{a.shape[-2]}")
+    win = _gaussian_window(SSIM_WINDOW, SSIM_SIGMA, a.dtype, a.device)
+
+    def blur(t: Tensor) -> Tensor:
+        return F.conv2d(t, win)
+
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    mu_a, mu_b = blur(a), blur(b)
+    # E[ab] - E[a]E[b] in float64: in float32 this difference of near-equal terms loses digits on flat regions.
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    smap = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return smap.mean(dim=(1, 2, 3))
+

@@ -16,21 +16,37 @@ Two tasks share the machinery:
   relu1_2, relu2_2, relu3_3, relu4_3 (VGG-16 names, which VGG-19 also has). Network:
   c9s1-32, d64, d128, 5 residual blocks, u64, u32, c9s1-3 with instance norm and
   nearest-upsample + conv (as pytorch/examples, which avoids checkerboards).
-* ``sr``: single-image super-resolution by ``upscale`` (4 or 8): the input is the
-  blurred, bicubically downsampled crop; only the relu2_2 feature loss. Network:
-  c9s1-64, 4 residual blocks, log2(upscale) upsampling convs, c9s1-3.
+* ``sr``: single-image super-resolution by ``upscale`` (2, 4 or 8): the input is the
+  blurred, bicubically downsampled crop (:func:`degrade`). Network: c9s1-64, 4 residual
+  blocks, log2(upscale) upsampling convs, c9s1-3. Two losses, Johnson et al.'s comparison
+  (Sec. 4.2): ``loss: perceptual`` (default), the relu2_2 feature reconstruction loss
+  ``l_feat`` plus TV; ``loss: mse``, the per-pixel loss ``l_pixel = ||f_W(x) - y||^2 / (C H W)``
+  (Sec. 3.3) to the high-resolution crop. ``mgan.sr_eval`` scores both against bicubic
+  upsampling (PSNR and SSIM on Y, relu2_2 distance).
+
+  The pixel loss is taken on images in ``[0, 1]``, the units of every image in this
+  package, so the logged ``pixel`` term (``content_weight`` 1) is ``10^(-PSNR/10)`` of
+  the batch's RGB PSNR (1e-3 is 30 dB). Adam's steps do not depend on the loss's scale,
+  so 0-255 units would change only the balance with TV; for that reason the mse run has
+  no TV term by default (``tv_weight`` 0): the 1e-6 TV sum on the 0-255 output is ~90 on
+  a 288 px photo crop, four to five orders of magnitude above the pixel loss (2e-3 for
+  bicubic x4 there), and would turn the PSNR-optimal baseline into a blur. The pixel
+  loss needs no loss network, so the mse run builds no VGG.
 
 Weights follow fast-neural-style (whose Caffe VGG input scale we share): content 1,
 style 5, TV 1e-6 on the 0-255 output, Adam lr 1e-3, batch 4, 256x256 crops; the
-original trains 40k iterations on COCO, far beyond this CPU, so the CLI takes
-``--steps``.
+original trains 40k iterations on COCO (200k for sr), far beyond this CPU, so the CLI
+takes ``--steps``.
 
 CLI::
 
     python -m mgan.perceptual train --style picasso.jpg --data photos/ --steps 2000
     python -m mgan.perceptual stylize --checkpoint runs/00000-perceptual-picasso/final.pt \\
         --content tubingen.jpg --out out.png
-    python -m mgan.perceptual train --task sr --upscale 4 --data photos/ --steps 2000
+    python -m mgan.perceptual train --task sr --upscale 4 --data photos/ --steps 2000              # -> perceptual-sr4
+    python -m mgan.perceptual train --task sr --upscale 4 --loss mse --data photos/ --steps 2000   # -> perceptual-sr4-mse
+    python -m mgan.sr_eval --photos set5/ --scale 4 --out sr_eval/ \\
+        --net perceptual=runs/00001-perceptual-sr4/final.pt --net mse=runs/00002-perceptual-sr4-mse/final.pt
 """
 
 from __future__ import annotations
@@ -63,7 +79,9 @@ class PerceptualConfig:
     """Options of a feed-forward perceptual network and its training."""
 
     task: Literal["style", "sr"] = "style"  # "style" (stylisation) or "sr" (super-resolution)
-    upscale: int = 4  # sr only: 4 or 8
+    upscale: int = 4  # sr only: 2, 4 or 8
+    # sr only: "perceptual" (relu2_2 feature loss, Eq. 7) or "mse" (per-pixel loss on [0, 1] images, Sec. 3.3)
+    loss: Literal["perceptual", "mse"] = "perceptual"
     image_size: int = 256  # training crop side (the high-resolution side for sr)
     load_size: int = 0  # photos are resized to this shorter side before cropping (0: image_size)
     style_size: int = 256  # longest side of the style image (fast-neural-style's style_image_size)
@@ -72,9 +90,9 @@ class PerceptualConfig:
     lr: float = 1e-3
     content_layer: str = "relu3_3"  # sr: relu2_2
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-    content_weight: float = 1.0
+    content_weight: float = 1.0  # of the reconstruction term: the feature loss, or the pixel loss for loss mse
     style_weight: float = 5.0
-    tv_weight: float = 1e-6  # on the 0-255 output
+    tv_weight: float = 1e-6  # on the 0-255 output (sr with loss mse: 0 by default, see the module docstring)
     base_channels: int = 32  # sr: 64
     residual_blocks: int = 5  # sr: 4
     seed: int = 0
@@ -89,6 +107,10 @@ class PerceptualConfig:
         check_choices(self)
         if self.task == "sr" and self.upscale not in (2, 4, 8):
             raise ConfigError(f"upscale: must be 2, 4 or 8, got {self.upscale}")
+        if self.task == "style" and self.loss != "perceptual":
+            # The style task's content target is its own input photo: a per-pixel loss to it
+            # (with no style term to pull away) is minimised by the identity.
+            raise ConfigError(f"loss: {self.loss!r} is for task sr only; task style uses the perceptual loss")
         if self.image_size < 16 or self.image_size % (self.upscale if self.task == "sr" else 4):
             raise ConfigError(f"image_size: must be >= 16 and a multiple of {self.upscale if self.task == 'sr' else 4}")
         if self.style_size < 16:
@@ -114,11 +136,13 @@ class PerceptualConfig:
 
     @classmethod
     def for_task(cls, task: str, **overrides: object) -> PerceptualConfig:
-        """Defaults of a task (``sr`` switches layers and network) with overrides."""
+        """Defaults of a task (``sr`` switches layers and network; ``loss`` mse drops TV) with overrides."""
         base: dict = {"task": task}
         if task == "sr":
             base.update(content_layer="relu2_2", style_weight=0.0, base_channels=64, residual_blocks=4,
                         image_size=288, style_layers=())
+            if overrides.get("loss") == "mse":  # the plain per-pixel baseline (module docstring)
+                base["tv_weight"] = 0.0
         base.update(overrides)
         return from_dict(cls, base)
 
@@ -218,34 +242,44 @@ def degrade(hr: Tensor, factor: int, sigma: float = 1.0) -> Tensor:
 class PerceptualLoss(nn.Module):
     """``lambda_c l_feat + lambda_s l_style + lambda_TV TV`` on a frozen VGG (Eqs. 7-10).
 
+    With ``cfg.loss == "mse"`` (task sr) the reconstruction term is the per-pixel loss
+    ``lambda_c ||out - target||^2 / (C H W)`` on ``[0, 1]`` images instead, and no VGG is built.
+
     Args:
         cfg: weights and layers.
         style: ``[1, 3, H, W]`` style image (None for sr).
-        encoder: optional shared VGG with the needed taps.
+        encoder: optional shared VGG with the needed taps (unused for loss mse).
     """
 
     def __init__(self, cfg: PerceptualConfig, style: Tensor | None, device: torch.device,
                  encoder: VGG19Encoder | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.grams: dict[str, Tensor] = {}
+        self.encoder: VGG19Encoder | None = None
+        if cfg.loss == "mse":  # the pixel loss needs no loss network (and sr has no style term)
+            return
         taps = tuple(dict.fromkeys((cfg.content_layer, *cfg.style_layers)))
         self.encoder = (encoder or VGG19Encoder(taps, precision=prec.resolve(cfg.precision, device))).to(device)
-        self.grams: dict[str, Tensor] = {}
         if style is not None and cfg.style_weight > 0 and cfg.style_layers:
             with torch.no_grad():
                 feats = self.encoder(io.resize_longest(style, cfg.style_size).to(device), cfg.style_layers)
             self.grams = {k: losses.gram(v) for k, v in feats.items()}
 
     def forward(self, out: Tensor, target: Tensor) -> dict[str, Tensor]:
-        """Loss terms for outputs ``[N, 3, H, W]`` against content targets (same shape)."""
+        """Loss terms (``content``, ``style``, ``tv``; ``pixel`` and ``tv`` for loss mse) for outputs
+        ``[N, 3, H, W]`` against content targets (same shape)."""
         cfg = self.cfg
-        with torch.no_grad():
-            tgt = self.encoder(target, [cfg.content_layer])[cfg.content_layer].float()
-        layers = {cfg.content_layer} | set(self.grams)
-        feats = self.encoder(out, layers)
-        terms = {"content": cfg.content_weight * losses.content_loss(feats[cfg.content_layer], tgt)}
-        if self.grams:
-            terms["style"] = cfg.style_weight * sum(losses.gram_loss(feats[k], g) for k, g in self.grams.items())
+        if self.encoder is None:  # loss mse: l_pixel on [0, 1] images
+            terms = {"pixel": cfg.content_weight * F.mse_loss(out.float(), target.float())}
+        else:
+            with torch.no_grad():
+                tgt = self.encoder(target, [cfg.content_layer])[cfg.content_layer].float()
+            layers = {cfg.content_layer} | set(self.grams)
+            feats = self.encoder(out, layers)
+            terms = {"content": cfg.content_weight * losses.content_loss(feats[cfg.content_layer], tgt)}
+            if self.grams:
+                terms["style"] = cfg.style_weight * sum(losses.gram_loss(feats[k], g) for k, g in self.grams.items())
         if cfg.tv_weight > 0:
             terms["tv"] = cfg.tv_weight * losses.tv_loss(out.float() * 255.0) / out.shape[0]
         return terms
@@ -378,28 +412,42 @@ def apply(net: TransformNet, image: Tensor, device: torch.device | str = "cpu", 
 # ---------------------------------------------------------------------------- CLI
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Option defaults in the help, and epilogs kept as written (one example per line)."""
+
+
+TRAIN_EXAMPLES = """examples:
+  python -m mgan.perceptual train --style picasso.jpg --data photos/ --steps 2000
+  python -m mgan.perceptual train --task sr --upscale 4 --data photos/ --steps 2000             # perceptual-sr4
+  python -m mgan.perceptual train --task sr --upscale 4 --loss mse --data photos/ --steps 2000  # perceptual-sr4-mse
+  python -m mgan.sr_eval --photos set5/ --scale 4 --out sr_eval/ \\
+      --net perceptual=runs/00000-perceptual-sr4/final.pt --net mse=runs/00001-perceptual-sr4-mse/final.pt"""
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mgan.perceptual",
         description="Johnson et al. feed-forward perceptual networks: train on a folder of photos, then stylise "
         "(or super-resolve) images with one forward pass.",
-        epilog="example: python -m mgan.perceptual train --style picasso.jpg --data photos/ --steps 2000",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=_HelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a network; writes runs/NNNNN-perceptual-<name>/",
-                       epilog="example: python -m mgan.perceptual train --style picasso.jpg --data photos/",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       epilog=TRAIN_EXAMPLES, formatter_class=_HelpFormatter)
     t.add_argument("--task", choices=("style", "sr"), default="style")
+    t.add_argument("--loss", choices=("perceptual", "mse"), default=None,
+                   help="sr: relu2_2 feature loss (perceptual) or per-pixel MSE on [0, 1] images (mse, no TV); "
+                   "default: perceptual, or the resumed run's")
     t.add_argument("--style", type=Path, help="style image (task style)")
     t.add_argument("--data", type=Path, required=True, help="folder of training photos")
     t.add_argument("--config", type=Path, help="YAML config (keys of PerceptualConfig)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set steps=2000 (repeatable)")
     t.add_argument("--steps", type=int, help="shortcut for --set steps=N")
-    t.add_argument("--upscale", type=int, help="sr: 4 or 8")
+    t.add_argument("--upscale", type=int, help="sr: 2, 4 or 8 (default 4)")
     t.add_argument("--runs", type=Path, default=Path("runs"), help="parent folder of run folders")
-    t.add_argument("--name", default=None, help="run name (default: perceptual-<style stem> or perceptual-sr)")
+    t.add_argument("--name", default=None, help="run name (default: perceptual-<style stem>, perceptual-sr<upscale> or perceptual-sr<upscale>-mse)")
     t.add_argument("--resume", type=Path, help="continue from a run's checkpoint.pt (same run folder)")
     t.add_argument("--dry-run", action="store_true", help="validate inputs and config, print it, exit")
     t.add_argument("--device", default="auto")
@@ -428,9 +476,14 @@ def _train_main(args: argparse.Namespace) -> int:
         args.overrides.append(f"steps={args.steps}")
     if args.upscale is not None:
         args.overrides.append(f"upscale={args.upscale}")
+    if args.loss is not None:
+        args.overrides.append(f"loss={args.loss}")
     apply_overrides(data, args.overrides)
     task = data.pop("task", args.task)
     cfg = PerceptualConfig.for_task(task, **data)
+    trained = resume["config"].get("loss", "perceptual") if resume is not None else cfg.loss  # older runs: perceptual
+    if cfg.loss != trained:  # Adam's moments and the weights belong to the other objective
+        raise InputError(f"loss {cfg.loss}: {args.resume} was trained with loss {trained}; a resumed run keeps its loss")
     files = io.list_images(args.data)
     style = None
     if cfg.task == "style":
@@ -442,13 +495,20 @@ def _train_main(args: argparse.Namespace) -> int:
         print(dump_yaml(cfg), end="")
         print(f"# {len(files)} training images; dry run, nothing written")
         return 0
-    name = args.name or (f"perceptual-{args.style.stem}" if cfg.task == "style" else f"perceptual-sr{cfg.upscale}")
+    name = args.name or _default_name(cfg, args.style)
     run_dir = runs.open_run(args.runs, name, dump_yaml(cfg), resume=args.resume)
     print(f"run folder: {run_dir}")
     prec.announce(cfg.precision, device)
     train(cfg, files, style, run_dir, device, resume=resume, progress=True)
     print(f"wrote {run_dir / 'final.pt'}")
     return 0
+
+
+def _default_name(cfg: PerceptualConfig, style: Path | None) -> str:
+    """``perceptual-<style stem>``, ``perceptual-sr4`` or ``perceptual-sr4-mse``: the two sr losses never share a name."""
+    if cfg.task == "style":
+        return f"perceptual-{style.stem if style is not None else 'style'}"
+    return f"perceptual-sr{cfg.upscale}" + ("-mse" if cfg.loss == "mse" else "")
 
 
 def _apply_main(args: argparse.Namespace) -> int:
