@@ -332,6 +332,7 @@ class MDAN:
         callback: Callable[[int, Tensor, dict[str, float]], None] | None = None,
         progress: bool = False,
         desc: str = "mdan",
+        init: Tensor | None = None,
     ) -> tuple[Tensor, MDANStats]:
         """Synthesise one image.
 
@@ -341,6 +342,8 @@ class MDAN:
             size: ``(H, W)`` of an unguided output (default ``size x size``).
             iterations: overrides ``config.iterations``.
             callback: called as ``callback(i, image [1,3,H,W] in [0,1], losses)`` each iteration.
+            init: the start image ``[1, 3, H, W]`` in ``[0, 1]`` instead of the photo (guided) or
+                the noise (unguided), e.g. an upsampled coarser result; the size of the output.
         Returns:
             the image ``[1, 3, H, W]`` in ``[0, 1]`` (CPU, float32) and its :class:`MDANStats`.
         """
@@ -358,6 +361,10 @@ class MDAN:
             # Centred on the style's mean colour: full-range colour noise survives as rainbow speckle.
             x0 = (self.style_mean.cpu() + cfg.noise_std * (2 * u - 1)).clamp(0, 1).to(dev)
             target = None
+        if init is not None:
+            if content is not None and init.shape != content.shape:
+                raise InputError(f"init is {tuple(init.shape)}, the photo {tuple(content.shape)}")
+            x0 = init.to(dev).clamp(0, 1)
         if min(x0.shape[-2:]) < cfg.min_side:
             raise InputError(
                 f"image {x0.shape[-1]}x{x0.shape[-2]} is too small: each side must be >= {cfg.min_side} "

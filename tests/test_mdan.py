@@ -227,6 +227,25 @@ def test_unguided_default_postprocess_gives_the_style_palette(tiny_encoder):
     assert resid.abs().mean() < 0.02
 
 
+def test_init_sets_the_start_image(tiny_encoder, synthetic_image):
+    """``init`` replaces the photo (or the noise) as the start: with 0 iterations and ``clip`` the
+    output is ``init`` itself; the content target stays the photo's; a wrong size is an InputError."""
+    from mgan.errors import InputError
+
+    m = MDAN(_style(), MDANConfig(**{**TINY, "postprocess": "clip", "unguided_postprocess": "clip"}),
+             encoder=tiny_encoder)
+    start = torch.rand(synthetic_image.shape, generator=torch.Generator().manual_seed(5))
+    out, _ = m.synthesize(synthetic_image, iterations=0, init=start)
+    torch.testing.assert_close(out, start)
+    noise_start = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(6))
+    out, _ = m.synthesize(None, iterations=0, init=noise_start)
+    assert out.shape == (1, 3, 64, 48)
+    moved, _ = m.synthesize(synthetic_image, iterations=3, init=start)
+    assert not torch.equal(moved, start)
+    with pytest.raises(InputError, match="init"):
+        m.synthesize(synthetic_image, init=start[..., :32])
+
+
 def test_d_warmup_trains_d_on_the_initial_image_only(tiny_encoder, synthetic_image, capsys):
     """``d_warmup`` D-only steps: with 0 iterations the image is the photo's post-process either
     way, but D has learnt to score the style's patches (+) above the photo's (-). Scores as D
