@@ -68,11 +68,14 @@ def labelled_grid(labels: list[str], rows: list[list[torch.Tensor]], pad: int = 
     sheet = Image.new("RGB", (sum(widths) + pad * (ncol + 1), LABEL_H + sum(heights) + pad * (len(rows) + 1)),
                       "white")
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
+    try:
+        font = ImageFont.load_default(size=15)  # Pillow >= 10.1 with FreeType: a readable size
+    except (TypeError, ImportError, OSError):
+        font = ImageFont.load_default()
     x = pad
     for c, label in enumerate(labels):
         tw = draw.textlength(label, font=font)
-        draw.text((x + (widths[c] - tw) / 2, 6), label, fill="black", font=font)
+        draw.text((x + (widths[c] - tw) / 2, 3), label, fill="black", font=font)
         x += widths[c] + pad
     y = LABEL_H + pad
     for r, row in enumerate(rows):
