@@ -106,8 +106,8 @@ def checkpoint_release(checkpoint: Path, config: Path, out: Path) -> int:
     from mgan.training.release import fp16_safe  # noqa: PLC0415
 
     cfg = load_config(config)
+    state = io.load_checkpoint(checkpoint)  # a broken file: one InputError line
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         G = Generator(cfg.model)
         G.load_state_dict(state["G"])
         step = int(state["step"])
@@ -181,6 +181,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.height < 32:
         raise InputError(f"--height must be >= 32, got {args.height}")
     io.check_output_image(args.out)
+    io.check_outputs([("--out", args.out)], [("--photos", p) for p in args.photos]
+                     + [(f"--column {n}", f) for n, f in args.column])
     for path in args.photos:
         if not path.is_file():
             raise InputError(f"no such photo: {path}")
@@ -196,8 +198,8 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(f"--steps: expected comma-separated integers, got {args.steps!r}") from None
         sheet = progression(args.run, steps, args.photos, args.column, args.size, args.height,
                             cli.resolve_device(args.device))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out, quality=90)
+    with io.atomic_write(args.out) as f:  # a failed save leaves any earlier figure whole
+        sheet.save(f, format="JPEG" if args.out.suffix.lower() in (".jpg", ".jpeg") else "PNG", quality=90)
     print(f"wrote {args.out} ({sheet.width}x{sheet.height})", file=sys.stderr)
     return 0
 

@@ -22,15 +22,18 @@ def moments(x: Tensor) -> tuple[Tensor, Tensor]:
     """RGB mean ``[3, 1]`` and covariance ``[3, 3]`` (float64) of an image ``[1, 3, H, W]``."""
     if x.dim() != 4 or x.shape[:2] != (1, 3):
         raise ValueError(f"expected an image [1, 3, H, W], got {tuple(x.shape)}")
+    if x.shape[-1] * x.shape[-2] < 2:
+        raise ValueError("colour moments need at least 2 pixels")
     f = x[0].reshape(3, -1).double()
     return f.mean(1, keepdim=True), torch.cov(f)
 
 
 def _sqrt_psd(c: Tensor, inverse: bool = False) -> Tensor:
-    """Symmetric square root (or inverse square root) of a PSD ``[3, 3]`` matrix."""
-    ev, v = torch.linalg.eigh(c + EPS * torch.eye(3, dtype=c.dtype, device=c.device))
-    ev = ev.clamp_min(EPS)
-    return v @ torch.diag(ev.rsqrt() if inverse else ev.sqrt()) @ v.T
+    """Symmetric square root of a PSD ``[3, 3]`` matrix, or its inverse with eigenvalues floored at
+    ``EPS`` (the only place a near-flat image needs regularising; the target's root stays exact)."""
+    ev, v = torch.linalg.eigh(c)
+    root = ev.clamp_min(EPS).rsqrt() if inverse else ev.clamp_min(0).sqrt()
+    return v @ torch.diag(root) @ v.T
 
 
 def match(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
@@ -39,7 +42,10 @@ def match(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
 
     The map is ``y = C_t^(1/2) C_x^(-1/2) (x - mu_x) + mu_t`` with symmetric square roots,
     the one whose linear part is closest to a scaling (no rotation of the colour axes
-    beyond what the covariances require). Clamping aside, ``moments(y) == (mean, cov)``.
+    beyond what the covariances require). Clamping aside, ``moments(y) == (mean, cov)``
+    whenever every eigenvalue of ``x``'s covariance is above ``EPS`` (colour std ~0.003);
+    flatter directions are scaled as if their variance were ``EPS``, so a nearly flat image
+    is not blown up into noise.
     """
     mu, c = moments(x)
     a = _sqrt_psd(cov.to(c)) @ _sqrt_psd(c, inverse=True)

@@ -342,8 +342,9 @@ class MDAN:
             size: ``(H, W)`` of an unguided output (default ``size x size``).
             iterations: overrides ``config.iterations``.
             callback: called as ``callback(i, image [1,3,H,W] in [0,1], losses)`` each iteration.
-            init: the start image ``[1, 3, H, W]`` in ``[0, 1]`` instead of the photo (guided) or
-                the noise (unguided), e.g. an upsampled coarser result; the size of the output.
+            init: the start image ``[1, 3, H, W]`` in ``[0, 1]`` instead of the photo (guided; the
+                content target stays the photo's) or the noise (unguided; ``size`` is then
+                ignored), e.g. an upsampled coarser result; it sets the output's size.
         Returns:
             the image ``[1, 3, H, W]`` in ``[0, 1]`` (CPU, float32) and its :class:`MDANStats`.
         """
@@ -356,15 +357,18 @@ class MDAN:
             with torch.no_grad():
                 target = self.encoder(content)[cfg.content_layer].float() if cfg.content_weight > 0 else None
         else:
-            h, w = size or (cfg.size, cfg.size)
-            u = torch.rand(1, 3, h, w, generator=self.generator)
-            # Centred on the style's mean colour: full-range colour noise survives as rainbow speckle.
-            x0 = (self.style_mean.cpu() + cfg.noise_std * (2 * u - 1)).clamp(0, 1).to(dev)
             target = None
+            if init is None:  # (with an init no noise is drawn: the seed's stream is not consumed)
+                h, w = size or (cfg.size, cfg.size)
+                u = torch.rand(1, 3, h, w, generator=self.generator)
+                # Centred on the style's mean colour: full-range colour noise survives as rainbow speckle.
+                x0 = (self.style_mean.cpu() + cfg.noise_std * (2 * u - 1)).clamp(0, 1).to(dev)
         if init is not None:
+            if init.dim() != 4 or init.shape[:2] != (1, 3):
+                raise InputError(f"init must be an image [1, 3, H, W], got {tuple(init.shape)}")
             if content is not None and init.shape != content.shape:
                 raise InputError(f"init is {tuple(init.shape)}, the photo {tuple(content.shape)}")
-            x0 = init.to(dev).clamp(0, 1)
+            x0 = init.detach().to(dev, torch.float32).clamp(0, 1)
         if min(x0.shape[-2:]) < cfg.min_side:
             raise InputError(
                 f"image {x0.shape[-1]}x{x0.shape[-2]} is too small: each side must be >= {cfg.min_side} "

@@ -401,7 +401,8 @@ def apply(net: TransformNet, image: Tensor, device: torch.device | str = "cpu", 
     """
     m = net.multiple
     h, w = image.shape[-2] // m * m, image.shape[-1] // m * m
-    if h < m or w < m:
+    # The first 9x9 conv reflection-pads by 4, which needs each side > 4 (sr inputs are small).
+    if h < max(m, 5) or w < max(m, 5):
         raise InputError(f"image {image.shape[-1]}x{image.shape[-2]} is too small for this network")
     x = image[..., :h, :w].to(device)
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=prec.resolve(precision, device) == "bf16"):

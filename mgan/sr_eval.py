@@ -21,7 +21,8 @@ each high-resolution photo ("ground truth"):
    * **relu2_2 distance** ``||phi(out) - phi(gt)||^2 / ||phi(gt)||^2`` in one fp32 VGG-19
      (the perceptual net's own training layer, so it favours that net as PSNR favours the
      pixel-loss net; 0 = same features);
-   * **time** per image of the upsampling alone (a network's first call is a warm-up, not timed).
+   * **time** per image of the upsampling alone (each network first runs once untimed at each
+     photo's size: a new input shape pays for allocation and kernel selection).
 
 Writes ``table.md`` (mean per method), ``results.json`` (settings, per-photo scores, means)
 and ``figure.png`` (one row per photo: bicubic | each network | ground truth).
@@ -79,7 +80,8 @@ class SREvalConfig:
     def min_side(self) -> int:
         """Smallest photo side: SSIM's window must fit after the crops (a multiple of the scale)."""
         need = 2 * self.scale + metrics.SSIM_WINDOW
-        return -(-need // self.scale) * self.scale
+        # and the network's input (side / scale) must be > 4 px for its first conv's reflection pad
+        return max(-(-need // self.scale) * self.scale, 5 * self.scale)
 
 
 # ---------------------------------------------------------------------------- stages
@@ -183,15 +185,14 @@ def evaluate(
     methods = {BASELINE: lambda lr: bicubic(lr, cfg.scale)}
     for name, (net, _, _) in nets.items():
         methods[name] = lambda lr, net=net: perceptual.apply(net, lr, device, cfg.precision)
-    first = next(iter(photos.values()))
-    for name in nets:  # warm-up: the first call pays for allocation and kernel selection
-        methods[name](perceptual.degrade(first, cfg.scale))
     results: dict[str, dict[str, dict[str, float]]] = {m: {} for m in methods}
     rows: list[list[Tensor]] = []
     for stem, gt in photos.items():
         lr = perceptual.degrade(gt, cfg.scale)
         row = []
         for m, fn in methods.items():
+            if m != BASELINE:  # warm-up at this photo's size: each new shape pays for allocation and kernel selection
+                fn(lr)
             out, seconds = _timed(fn, lr)
             out = as_saved(out)
             results[m][stem] = {**scorer.score(out, gt), "seconds": seconds}

@@ -41,11 +41,21 @@ def test_match_gives_the_target_moments_and_keeps_structure():
     torch.testing.assert_close(colour.match(x, *colour.moments(x)), x, atol=1e-4, rtol=0)
 
 
-def test_match_of_a_flat_image_is_finite_and_clamped():
+def test_match_of_a_flat_image_is_the_target_mean():
+    """No variance to scale: the flat image moves to the target's mean colour, without noise."""
     flat = torch.full((1, 3, 8, 8), 0.3)
-    ref = _image(2, [[0.3, 0.0, 0.0], [0.0, 0.3, 0.0], [0.0, 0.0, 0.3]], [0.5, 0.5, 0.5])
-    y = colour.match(flat, *colour.moments(ref))
-    assert torch.isfinite(y).all() and 0 <= y.min() and y.max() <= 1
+    ref = _image(2, [[0.1, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]], [0.5, 0.6, 0.4])
+    mean, cov = colour.moments(ref)
+    y = colour.match(flat, mean, cov)
+    torch.testing.assert_close(y, mean.float().view(1, 3, 1, 1).expand_as(y), atol=1e-6, rtol=0)
+
+
+def test_match_onto_a_grey_style_stays_grey():
+    """A grey target (R = G = B, a singular covariance) gives a grey output: no chroma noise."""
+    x = _image(0, [[0.05, 0.02, 0.0], [0.0, 0.04, 0.01], [0.01, 0.0, 0.03]], [0.5, 0.4, 0.6])
+    grey = _image(3, [[0.1, 0.0, 0.0], [0.1, 0.0, 0.0], [0.1, 0.0, 0.0]], [0.5, 0.5, 0.5])
+    y = colour.match(x, *colour.moments(grey))
+    assert (y[:, 0] - y[:, 1]).abs().max() < 1e-5 and (y[:, 1] - y[:, 2]).abs().max() < 1e-5
 
 
 def test_moments_reject_a_batch_or_grey_image():
@@ -53,3 +63,5 @@ def test_moments_reject_a_batch_or_grey_image():
         colour.moments(torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError, match=r"\[1, 3, H, W\]"):
         colour.moments(torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="2 pixels"):
+        colour.moments(torch.rand(1, 3, 1, 1))

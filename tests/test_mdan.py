@@ -229,7 +229,7 @@ def test_unguided_default_postprocess_gives_the_style_palette(tiny_encoder):
 
 def test_init_sets_the_start_image(tiny_encoder, synthetic_image):
     """``init`` replaces the photo (or the noise) as the start: with 0 iterations and ``clip`` the
-    output is ``init`` itself; the content target stays the photo's; a wrong size is an InputError."""
+    output is ``init`` itself (any float dtype); a wrong size or a non-image is an InputError."""
     from mgan.errors import InputError
 
     m = MDAN(_style(), MDANConfig(**{**TINY, "postprocess": "clip", "unguided_postprocess": "clip"}),
@@ -242,8 +242,12 @@ def test_init_sets_the_start_image(tiny_encoder, synthetic_image):
     assert out.shape == (1, 3, 64, 48)
     moved, _ = m.synthesize(synthetic_image, iterations=3, init=start)
     assert not torch.equal(moved, start)
+    out, _ = m.synthesize(synthetic_image, iterations=0, init=start.to(torch.bfloat16))
+    torch.testing.assert_close(out, start.to(torch.bfloat16).float())
     with pytest.raises(InputError, match="init"):
         m.synthesize(synthetic_image, init=start[..., :32])
+    with pytest.raises(InputError, match="init"):
+        m.synthesize(None, init=start[:, :1])
 
 
 def test_d_warmup_trains_d_on_the_initial_image_only(tiny_encoder, synthetic_image, capsys):

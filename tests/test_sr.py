@@ -13,7 +13,9 @@ from conftest import image_size, smooth_image
 
 from mgan import io, metrics, perceptual, sr_eval
 from mgan.config import ConfigError
+from mgan.errors import InputError
 from mgan.perceptual import PerceptualConfig
+from mgan.sr_eval import SREvalConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,6 +44,10 @@ def test_sr_network_upscales_exactly(upscale):
     assert net.scale == upscale and net.multiple == 1  # no stride-2 convs: any input side works
     assert net(torch.rand(2, 3, 5, 7)).shape == (2, 3, 5 * upscale, 7 * upscale)
     assert perceptual.degrade(torch.rand(1, 3, 8 * 5, 8 * 7), upscale).shape == (1, 3, 8 * 5 // upscale, 8 * 7 // upscale)
+    # the first 9x9 conv reflection-pads by 4: a 4 px side is one clear InputError, not a traceback
+    with pytest.raises(InputError, match="too small"):
+        perceptual.apply(net, torch.rand(1, 3, 4, 7))
+    assert SREvalConfig(scale=upscale).min_side // upscale >= 5  # sr_eval never feeds it one
 
 
 def test_loss_option_defaults_and_validation():
