@@ -27,7 +27,6 @@ from mgan import cli, io, zoo
 from mgan.decode import Decoder
 from mgan.errors import InputError
 from mgan.noise import make_noise
-from mgan.training.trainer import make_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "chicago.jpg")
@@ -71,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         outs = [dec.decode(x) for x in [*images, noise]]
         print(f"{name}: {len(outs)} decodes at {args.size} px in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         rows.append([to_height(y.cpu(), args.cell) for y in outs])
-    io.save_image(make_grid(rows), args.out)
+    io.save_image(io.make_grid(rows), args.out)
     print(f"wrote {args.out} ({len(models)} styles x {len(images)} photos + Perlin noise)")
     return 0
 

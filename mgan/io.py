@@ -549,3 +549,26 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> li
                 p.unlink()
                 gone.append(p)
     return gone
+
+
+def make_grid(rows: list[list[Tensor]], pad: int = 4, background: float = 1.0) -> Tensor:
+    """Tile images ``[1, 3, h, w]`` of any sizes into one ``[1, 3, H, W]``: row ``r``, column ``c``
+    holds ``rows[r][c]``, centred in a cell as large as the largest image of its row and column."""
+    ncol = max(len(r) for r in rows)
+    heights = [max(im.shape[-2] for im in r) for r in rows]
+    widths = [max((r[c].shape[-1] for r in rows if c < len(r)), default=0) for c in range(ncol)]
+    H = sum(heights) + pad * (len(rows) + 1)
+    W = sum(widths) + pad * (ncol + 1)
+    out = torch.full((1, 3, H, W), float(background))
+    y = pad
+    for r, row in enumerate(rows):
+        x = pad
+        for c in range(ncol):
+            if c < len(row):
+                im = row[c].detach().float().cpu().clamp(0, 1)
+                h, w = im.shape[-2:]
+                oy, ox = y + (heights[r] - h) // 2, x + (widths[c] - w) // 2
+                out[..., oy : oy + h, ox : ox + w] = im
+            x += widths[c] + pad
+        y += heights[r] + pad
+    return out

@@ -51,7 +51,6 @@ from mgan import precision as prec
 from mgan.cli import resolve_device
 from mgan.errors import ConfigError, InputError
 from mgan.perceptual import PerceptualConfig, TransformNet
-from mgan.training.trainer import make_grid
 
 FEATURE_LAYER = "relu2_2"  # Johnson et al.'s SR feature loss layer
 BASELINE = "bicubic"
@@ -237,7 +236,7 @@ def write_report(out_dir: Path, cfg: SREvalConfig, photos: list[str], nets: Netw
     with io.atomic_write(json_path, "w") as f:
         json.dump({"config": asdict(cfg), "feature_layer": FEATURE_LAYER, "photos": photos, "networks": checkpoints,
                    "figure_columns": columns, "per_photo": results, "mean": summary}, f, indent=1)
-    figure = io.save_image(make_grid(rows), out_dir / "figure.png")
+    figure = io.save_image(io.make_grid(rows), out_dir / "figure.png")
     return [table_path, json_path, figure]
 
 

@@ -45,6 +45,7 @@ from mgan import precision as prec
 from mgan.config import dump_yaml, load_yaml
 from mgan.data import CropSet
 from mgan.errors import InputError
+from mgan.io import make_grid
 from mgan.runs import next_run_dir
 from mgan.training.config import (
     CropConfig,
@@ -82,7 +83,6 @@ from mgan.training.trainer import (
     Trainer,
     fit,
     load_samples,
-    make_grid,
     sample_grid,
 )
 

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from mgan.data import CropSet, epoch_order
 from mgan.errors import InputError
 from mgan.generator import Generator, GeneratorConfig
+from mgan.io import make_grid
 from mgan.training.config import CropConfig, ExperimentConfig, TrainConfig
 from mgan.training.release import fp16_safe
-from mgan.training.trainer import CHECKPOINT_FORMAT, Samples, Trainer, make_grid, sample_grid
+from mgan.training.trainer import CHECKPOINT_FORMAT, Samples, Trainer, sample_grid
 
 
 def _random_crops(k=8, size=32, seed=0):
