@@ -441,7 +441,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="sr: relu2_2 feature loss (perceptual) or per-pixel MSE on [0, 1] images (mse, no TV); "
                    "default: perceptual, or the resumed run's")
     t.add_argument("--style", type=Path, help="style image (task style)")
-    t.add_argument("--data", type=Path, required=True, help="folder of training photos")
+    t.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="folder(s) of training photos (several folders are pooled)")
     t.add_argument("--config", type=Path, help="YAML config (keys of PerceptualConfig)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set steps=2000 (repeatable)")
@@ -485,7 +486,7 @@ def _train_main(args: argparse.Namespace) -> int:
     trained = resume["config"].get("loss", "perceptual") if resume is not None else cfg.loss  # older runs: perceptual
     if cfg.loss != trained:  # Adam's moments and the weights belong to the other objective
         raise InputError(f"loss {cfg.loss}: {args.resume} was trained with loss {trained}; a resumed run keeps its loss")
-    files = io.list_images(args.data)
+    files = [f for folder in args.data for f in io.list_images(folder)]
     style = None
     if cfg.task == "style":
         if args.style is None:

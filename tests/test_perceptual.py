@@ -87,6 +87,12 @@ def test_cli_rejects_bad_input(tmp_path, capsys, synthetic_image):
     assert perceptual.main(["train", "--data", str(photos), "--style", str(photos / "p0.png"), "--dry-run",
                             "--runs", str(tmp_path / "runs")]) == 0
     assert not (tmp_path / "runs").exists()
+    # several --data folders are pooled (SR trains on imagenet100/train, content and content_extra)
+    capsys.readouterr()
+    n = len(io.list_images(photos))
+    assert perceptual.main(["train", "--task", "sr", "--data", str(photos), str(photos), "--dry-run",
+                            "--runs", str(tmp_path / "runs")]) == 0
+    assert f"# {2 * n} training images" in capsys.readouterr().out
 
 
 def test_cli_run_folders_are_numbered_and_a_resume_keeps_one_row_per_step(tmp_path, synthetic_image):
