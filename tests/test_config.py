@@ -116,3 +116,16 @@ def test_every_choice_key_is_checked_on_load_and_in_validate():
             from_dict(cls, {key: "bogus"})
         with pytest.raises(ConfigError, match=f"^{key}: must be one of .*, got 'bogus'$"):
             dataclasses.replace(cls(), **{key: "bogus"}).validate()
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    """PyYAML (YAML 1.1) reads ``5e-6`` as a string; configs and ``--set`` read it as the number
+    a user means, in files and overrides alike, leaving plain YAML loading untouched."""
+    import yaml
+
+    from mgan.config import safe_load
+
+    assert safe_load("a: 5e-6\nb: -2E+2\nc: 1.0e-4\nd: 12\ne: 5e\nf: e5") == {
+        "a": 5e-6, "b": -200.0, "c": 1e-4, "d": 12, "e": "5e", "f": "e5"}
+    assert apply_overrides({"x": {"w": 1.0}}, ["x.w=5e-6"]) == {"x": {"w": 5e-6}}
+    assert yaml.safe_load("a: 5e-6") == {"a": "5e-6"}  # the global loader is not modified
