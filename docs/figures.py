@@ -35,26 +35,12 @@ from mgan.errors import InputError
 LABEL_H = 22  # px of the label row above each column
 
 
-def _column_arg(text: str) -> tuple[str, Path]:
-    name, sep, folder = text.partition("=")
-    if not sep or not name or not folder:
-        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER, got {text!r}")
-    return name, Path(folder)
-
-
 def find_output(folder: Path, stem: str) -> Path:
-    """The file ``<stem>.<ext>`` in ``folder``; InputError if there is none."""
-    for ext in (".png", ".jpg", ".jpeg", ".JPEG", ".webp"):
-        if (folder / f"{stem}{ext}").is_file():
-            return folder / f"{stem}{ext}"
-    raise InputError(f"no output for {stem} in {folder}")
-
-
-def to_height(x: torch.Tensor, h: int) -> torch.Tensor:
-    """``[1, 3, H, W]`` resized (antialiased) to height ``h``, aspect kept."""
-    w = max(1, round(x.shape[-1] * h / x.shape[-2]))
-    return torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True,
-                                           align_corners=False).clamp(0, 1)
+    """The output ``<stem>.<ext>`` in ``folder`` (:func:`mgan.io.find_image`); InputError if there is none."""
+    found = io.find_image(folder, stem)
+    if found is None:
+        raise InputError(f"no output for {stem} in {folder}")
+    return found
 
 
 def labelled_grid(labels: list[str], rows: list[list[torch.Tensor]], pad: int = 4) -> Image.Image:
@@ -89,7 +75,7 @@ def labelled_grid(labels: list[str], rows: list[list[torch.Tensor]], pad: int = 
 
 
 def _load(path: Path, h: int) -> torch.Tensor:
-    return to_height(io.load_image(path), h)
+    return io.resize_to_height(io.load_image(path), h)
 
 
 def columns(photos: list[Path], cols: list[tuple[str, Path]], height: int) -> Image.Image:
@@ -142,9 +128,9 @@ def progression(run: Path, steps: list[int], photos: list[Path], cols: list[tupl
                 raise InputError(f"{run}: no checkpoint-{step:06d}.pt (and {step} is not the released step)")
             dec = Decoder(model, device=device, precision="fp32")
             for i, x in enumerate(images):
-                outs[i].append(to_height(dec.decode(x).cpu(), height))
+                outs[i].append(io.resize_to_height(dec.decode(x).cpu(), height))
             labels.append(f"step {step}")
-    rows = [[to_height(x, height), *o] + [_load(find_output(folder, p.stem), height) for _, folder in cols]
+    rows = [[io.resize_to_height(x, height), *o] + [_load(find_output(folder, p.stem), height) for _, folder in cols]
             for x, o, p in zip(images, outs, photos, strict=True)]
     return labelled_grid(labels + [name for name, _ in cols], rows)
 
@@ -164,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("columns", "progression"):
         s = sub.add_parser(name)
         s.add_argument("--photos", type=Path, nargs="+", required=True)
-        s.add_argument("--column", type=_column_arg, action="append", default=[], metavar="NAME=FOLDER",
+        s.add_argument("--column", type=cli.named_path("FOLDER"), action="append", default=[], metavar="NAME=FOLDER",
                        help="a folder of outputs named <photo stem>.<ext> (repeatable)")
         s.add_argument("--height", type=int, default=256, help="height of each cell (default 256)")
         s.add_argument("--out", type=Path, required=True, help="the figure (.jpg or .png)")

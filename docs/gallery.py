@@ -20,9 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 from mgan import cli, io, zoo
 from mgan.decode import Decoder
 from mgan.errors import InputError
@@ -30,12 +27,6 @@ from mgan.noise import make_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "chicago.jpg")
-
-
-def to_height(x: torch.Tensor, h: int) -> torch.Tensor:
-    """``[1, 3, H, W]`` resized (antialiased) to height ``h``, aspect kept."""
-    w = max(1, round(x.shape[-1] * h / x.shape[-2]))
-    return F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,13 +54,13 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("no bundled generators in mgan/assets")
     device = cli.resolve_device(args.device)
     noise = make_noise("perlin", args.size, args.size, seed=args.seed)
-    rows = [[to_height(x, args.cell) for x in [*images, noise]]]
+    rows = [[io.resize_to_height(x, args.cell) for x in [*images, noise]]]
     for name, path in models.items():
         dec = Decoder(path, device=device)
         t0 = time.perf_counter()
         outs = [dec.decode(x) for x in [*images, noise]]
         print(f"{name}: {len(outs)} decodes at {args.size} px in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        rows.append([to_height(y.cpu(), args.cell) for y in outs])
+        rows.append([io.resize_to_height(y.cpu(), args.cell) for y in outs])
     io.save_image(io.make_grid(rows), args.out)
     print(f"wrote {args.out} ({len(models)} styles x {len(images)} photos + Perlin noise)")
     return 0

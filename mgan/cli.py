@@ -31,6 +31,7 @@ import math
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from mgan.errors import ConfigError, InputError, WeightsError, one_line
 
@@ -60,6 +61,19 @@ def check_finite_options(args: argparse.Namespace) -> None:
         for v in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(v, float) and not math.isfinite(v):
                 raise InputError(f"--{name.replace('_', '-')}: must be a finite number, got {v}")
+
+
+def named_path(what: str) -> Callable[[str], tuple[str, Path]]:
+    """An argparse ``type`` for ``NAME=PATH`` options (``--method mdan=out/``): returns
+    ``(name, Path)``, both stripped; ``what`` names the path in the error (``FOLDER``)."""
+
+    def parse(text: str) -> tuple[str, Path]:
+        name, sep, path = text.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME={what}, got {text!r}")
+        return name.strip(), Path(path.strip())
+
+    return parse
 
 
 def resolve_device(name: str = "auto"):  # -> torch.device; torch is imported on use (nothing heavy at import)

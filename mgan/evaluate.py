@@ -194,14 +194,6 @@ def _texture_nets_model(path: Path) -> tuple[PyramidGenerator, TextureNetsConfig
     return net, tcfg
 
 
-def _find_output(folder: Path, stem: str) -> Path | None:
-    for ext in io.IMAGE_EXTENSIONS:
-        p = folder / f"{stem}{ext}"
-        if p.is_file():
-            return p
-    return None
-
-
 def _read_times(folder: Path) -> dict[str, float]:
     path = folder / "times.json"
     if not path.is_file():
@@ -242,7 +234,7 @@ def generate(
     folder = out_dir / method
     io.check_writable(folder)
     times = _read_times(folder)
-    todo = [p for p in photos if _find_output(folder, p.stem) is None]
+    todo = [p for p in photos if io.find_image(folder, p.stem) is None]
     style_img = resize_longest(style, cfg.style_size)
     prec = precision.resolve(cfg.precision, device)  # what the engines below will resolve "auto" to
     note = ""
@@ -405,7 +397,7 @@ def write_page(
         io.save_image(src, out_dir / rel)
         cells.append(("photo", rel))
         for m in present:
-            found = _find_output(columns[m], p.stem)
+            found = io.find_image(columns[m], p.stem)
             if found is None:
                 cells.append((m, None))
                 continue
@@ -445,13 +437,6 @@ def write_page(
 # ---------------------------------------------------------------------------- CLI
 
 
-def _method_arg(text: str) -> tuple[str, Path]:
-    name, sep, path = text.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER, got {text!r}")
-    return name.strip(), Path(path.strip())
-
-
 def _parser() -> argparse.ArgumentParser:
     d = EvalConfig()
     p = argparse.ArgumentParser(
@@ -467,7 +452,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--photos", type=Path, nargs="+", help="content photos")
     g.add_argument("--photo-dir", type=Path, help="every image in a folder")
     p.add_argument("--out", type=Path, required=True, help="output folder (table.md, results.json, index.html, ...)")
-    p.add_argument("--method", type=_method_arg, action="append", default=[], metavar="NAME=FOLDER",
+    p.add_argument("--method", type=cli.named_path("FOLDER"), action="append", default=[], metavar="NAME=FOLDER",
                    help="existing outputs named <photo stem>.<ext> (optional times.json); repeatable")
     p.add_argument("--generate", default="", help=f"comma-separated methods to run first: {','.join(METHODS)}")
     p.add_argument("--perceptual-checkpoint", type=Path, help="a perceptual run's final.pt (for --generate perceptual)")
@@ -568,7 +553,7 @@ def _run(args: argparse.Namespace) -> int:
         times = _read_times(folder)
         results[m] = {}
         for p in photos:
-            found = _find_output(folder, p.stem)
+            found = io.find_image(folder, p.stem)
             if found is None:
                 print(f"warning: {m}: no output for {p.stem} in {folder}", file=sys.stderr)
                 continue

@@ -252,6 +252,23 @@ def resize_longest(x: Tensor, side: int, multiple: int = 1) -> Tensor:
     return F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=s < 1).clamp(0, 1)
 
 
+def resize_to_height(x: Tensor, h: int) -> Tensor:
+    """``[N, C, H, W]`` resized (bilinear, antialiased) to height ``h``, aspect kept, clamped to
+    ``[0, 1]``: the cells of a figure row."""
+    w = max(1, round(x.shape[-1] * h / x.shape[-2]))
+    return F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def find_image(folder: Path, stem: str) -> Path | None:
+    """The image ``<stem><ext>`` in ``folder`` (``ext`` one of :data:`IMAGE_EXTENSIONS`, in that
+    order), or None: an output written for a photo of that stem."""
+    for ext in IMAGE_EXTENSIONS:
+        p = folder / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
 def gaussian_blur(x: Tensor, sigma: float, radius: int | None = None) -> Tensor:
     """Separable Gaussian blur of ``[N, C, H, W]`` with reflection padding (same size out).
 

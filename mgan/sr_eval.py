@@ -243,13 +243,6 @@ def write_report(out_dir: Path, cfg: SREvalConfig, photos: list[str], nets: Netw
 # ---------------------------------------------------------------------------- CLI
 
 
-def _net_arg(text: str) -> tuple[str, Path]:
-    name, sep, path = text.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=CHECKPOINT, got {text!r}")
-    return name.strip(), Path(path.strip())
-
-
 def _parser() -> argparse.ArgumentParser:
     d = SREvalConfig()
     p = argparse.ArgumentParser(
@@ -263,7 +256,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--photos", type=Path, nargs="+", required=True, help="high-resolution photos and/or folders of them")
-    p.add_argument("--net", type=_net_arg, action="append", default=[], metavar="NAME=CHECKPOINT",
+    p.add_argument("--net", type=cli.named_path("CHECKPOINT"), action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="a trained sr network (python -m mgan.perceptual train --task sr), e.g. "
                    "perceptual=RUN/final.pt; repeatable (none: bicubic only)")
     p.add_argument("--scale", type=int, default=d.scale, help="upsampling factor (the networks' upscale): 2, 4 or 8")

@@ -216,3 +216,14 @@ def video_frames(path: Path) -> list[np.ndarray]:
 def tiny_video(tmp_path_factory) -> Path:
     """Six 64x48 frames of a moving bar at 12 fps (:func:`write_video`)."""
     return write_video(tmp_path_factory.mktemp("video") / "tiny.mp4")
+
+
+def load_docs_script(name: str):
+    """Import ``docs/<name>.py`` (a script, not a package module) as a module for its tests."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "docs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

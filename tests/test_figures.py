@@ -1,11 +1,11 @@
 """docs/figures.py: labelled comparison grids and the training-progression figure (issue #10 item 5)."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_docs_script
 from PIL import Image
 
 from mgan import io
@@ -14,15 +14,10 @@ from mgan.decode import Decoder
 from mgan.generator import Generator, GeneratorConfig, save_release
 from mgan.training.config import ExperimentConfig
 
-SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "figures.py"
-
 
 @pytest.fixture(scope="module")
 def figures():
-    spec = importlib.util.spec_from_file_location("figures", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_docs_script("figures")
 
 
 def _photos(folder: Path, sizes=((40, 56), (48, 32))) -> list[Path]:

@@ -1,23 +1,16 @@
 """docs/gallery.py: the script that regenerates the README gallery (issue #13 item 4)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import load_docs_script
 from PIL import Image
 
 from mgan import io, zoo
 
-SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "gallery.py"
-
 
 @pytest.fixture(scope="module")
 def gallery():
-    spec = importlib.util.spec_from_file_location("gallery", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_docs_script("gallery")
 
 
 def test_gallery_has_a_row_per_style_and_a_column_per_input(gallery, tmp_path, one_thread):
