@@ -359,10 +359,12 @@ def run_job(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits = Li
     try:
         if job.source == "noise":
             result = _run_noise(job, decoder, folder, progress)
-        elif video.is_video(job.upload):
-            result = _run_video(job, decoder, folder, limits, progress)
         else:
-            result = _run_image(job, decoder, folder, limits, progress)
+            assert job.upload is not None  # job_from_ui gives every upload job its file
+            if video.is_video(job.upload):
+                result = _run_video(job, job.upload, decoder, folder, limits, progress)
+            else:
+                result = _run_image(job, job.upload, decoder, folder, limits, progress)
     except USER_ERRORS as exc:
         raise InputError(_user_message(exc, names)) from None
     result.seconds = time.perf_counter() - t0
@@ -390,10 +392,11 @@ def _run_noise(job: Job, decoder: decode.Decoder, folder: Path, progress: Progre
     return Result(out, "image", side, side)
 
 
-def _run_image(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits, progress: Progress | None) -> Result:
+def _run_image(job: Job, upload: Path, decoder: decode.Decoder, folder: Path, limits: Limits,
+               progress: Progress | None) -> Result:
     from mgan import controls  # noqa: PLC0415
 
-    w0, h0 = io.probe_image(job.upload, min_side=8)
+    w0, h0 = io.probe_image(upload, min_side=8)
     if w0 * h0 > limits.max_pixels:
         raise InputError(
             f"{job.name} is {w0}x{h0} ({w0 * h0 / 1e6:.0f} MP); the app accepts images up to "
@@ -403,7 +406,7 @@ def _run_image(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits, 
     ctl = _controls(job)
     if progress:
         progress(0.0, "reading the photo")
-    photo = decode.resize(io.load_image(job.upload, min_side=8), w, h)
+    photo = decode.resize(io.load_image(upload, min_side=8), w, h)
     if progress:
         progress(0.1, "decoding")
     y = decoder.decode(photo, progress=progress is not None)
@@ -423,11 +426,12 @@ def _close_video(frames) -> None:
     frames.close()
 
 
-def _run_video(job: Job, decoder: decode.Decoder, folder: Path, limits: Limits, progress: Progress | None) -> Result:
+def _run_video(job: Job, upload: Path, decoder: decode.Decoder, folder: Path, limits: Limits,
+               progress: Progress | None) -> Result:
     from mgan import controls  # noqa: PLC0415
 
     ctl = _controls(job)
-    frames, fps, count = video.read_video(job.upload)
+    frames, fps, count = video.read_video(upload)
     out = folder / f"{_safe_stem(job.name)}-{_safe_stem(job.model_name)}.mp4"
     w = h = n = 0
     try:

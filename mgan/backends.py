@@ -126,7 +126,8 @@ def export_onnx(net: nn.Module, path: Path) -> Path:
         # bool, true for every tile, rightly not traced)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(net, (x,), buf, input_names=["image"], output_names=["decoded"], opset_version=OPSET,
+        # torch's annotation lists only paths for f; the TorchScript exporter writes to a file object too
+        torch.onnx.export(net, (x,), buf, input_names=["image"], output_names=["decoded"], opset_version=OPSET,  # type: ignore[arg-type]
                           dynamic_axes={"image": axes, "decoded": axes}, dynamo=False)
     with io.atomic_write(path) as f:
         f.write(buf.getvalue())

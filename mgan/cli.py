@@ -32,6 +32,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from mgan.errors import ConfigError, InputError, WeightsError, one_line
 
@@ -102,7 +103,8 @@ def _out_of_memory(exc: BaseException) -> bool:
     return "DefaultCPUAllocator" in text or "out of memory" in text.lower()
 
 
-def _startup_handler() -> object:
+def _startup_handler() -> Callable[[int, FrameType | None], None] | None:
+    """The SIGINT handler ``mgan/__init__.py`` installs while torch imports, if it did."""
     import mgan  # noqa: PLC0415
 
     return getattr(mgan, "_interrupted_while_starting", None)

@@ -201,7 +201,7 @@ class CNNMRF:
         """
         cfg = self.cfg
         gen = torch.Generator().manual_seed(cfg.seed)
-        full = tuple(content.shape[-2:]) if content is not None else (size or (cfg.size, cfg.size))
+        full = (content.shape[-2], content.shape[-1]) if content is not None else (size or (cfg.size, cfg.size))
         if cfg.coarsest(min(full)) < cfg.min_side:
             raise InputError(
                 f"image {full[1]}x{full[0]} is too small for {cfg.levels} levels: the coarsest level needs "

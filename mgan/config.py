@@ -17,13 +17,16 @@ import stat
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 from mgan.errors import ConfigError
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def _check_type(value: Any, tp: Any, key: str) -> Any:
@@ -55,7 +58,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         item = args[0] if args else Any
         out = [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
-    if dataclasses.is_dataclass(tp):
+    # An annotation naming a dataclass is the class itself, never an instance of one.
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):

@@ -162,6 +162,7 @@ def load_mask(path: str | os.PathLike) -> Tensor:
     :class:`mgan.errors.InputError` with one line for a missing, corrupt or non-image file.
     """
     path = Path(path)
+    img: Image.Image  # the opened file, then the transposed/composited copies
     with io._reading(path):  # the same one-line errors as every image mgan reads
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)

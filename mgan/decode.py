@@ -79,6 +79,8 @@ def fold_batchnorm(net: nn.Sequential) -> nn.Sequential:
     for m in net:
         prev = layers[-1] if layers else None
         if isinstance(m, nn.BatchNorm2d) and isinstance(prev, (nn.Conv2d, nn.ConvTranspose2d)):
+            # eval-mode BatchNorm (G's) tracks running statistics: the buffers are Tensors
+            assert m.running_mean is not None and m.running_var is not None
             scale = (m.weight if m.affine else torch.ones_like(m.running_var)) / torch.sqrt(m.running_var + m.eps)
             shift = (m.bias if m.affine else torch.zeros_like(m.running_mean)) - m.running_mean * scale
             w = prev.weight.detach().clone()
@@ -90,6 +92,7 @@ def fold_batchnorm(net: nn.Sequential) -> nn.Sequential:
                 w *= scale.view(1, -1, 1, 1)
             b = shift if prev.bias is None else prev.bias.detach() * scale + shift
             fused = _copy_conv(prev, bias=True)
+            assert fused.bias is not None  # built with bias=True
             fused.weight.data.copy_(w)
             fused.bias.data.copy_(b.detach())
             layers[-1] = fused
@@ -98,12 +101,19 @@ def fold_batchnorm(net: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _copy_conv(m: nn.Conv2d | nn.ConvTranspose2d, bias: bool) -> nn.Module:
+def _pair(v: str | tuple[int, ...]) -> tuple[int, int]:
+    """A built 2-d conv's per-side setting (torch stores an int pair) as the constructors' type."""
+    assert not isinstance(v, str)  # padding "same"/"valid": only a Conv2d has it, and passes it on as is
+    return v[0], v[1]
+
+
+def _copy_conv(m: nn.Conv2d | nn.ConvTranspose2d, bias: bool) -> nn.Conv2d | nn.ConvTranspose2d:
     if isinstance(m, nn.ConvTranspose2d):
-        return nn.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                                  m.output_padding, m.groups, bias, m.dilation)
-    return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                     m.groups, bias, m.padding_mode)
+        return nn.ConvTranspose2d(m.in_channels, m.out_channels, _pair(m.kernel_size), _pair(m.stride),
+                                  _pair(m.padding), _pair(m.output_padding), m.groups, bias, _pair(m.dilation))
+    padding = m.padding if isinstance(m.padding, str) else _pair(m.padding)
+    return nn.Conv2d(m.in_channels, m.out_channels, _pair(m.kernel_size), _pair(m.stride), padding,
+                     _pair(m.dilation), m.groups, bias, m.padding_mode)
 
 
 def _copy_module(m: nn.Module) -> nn.Module:
@@ -178,6 +188,8 @@ class Decoder:
             network is swapped; tiling is unchanged (same pixels within 1/255).
     """
 
+    extra: dict  # the release file's extra metadata ({} for a Generator passed in)
+
     def __init__(
         self,
         model: str | os.PathLike | nn.Module = DEFAULT_MODEL,
@@ -232,7 +244,8 @@ class Decoder:
         encoder = _encoder(cfg.encoder_layer, cfg.vgg_weights, cfg.pooling,
                            "bf16" if precision == "bf16" else "fp32", channels_last, str(self.device))
         g_net = fold_batchnorm(G.eval().net) if fold_bn else _copy_module(G.net).eval()
-        g_net = g_net.eval().requires_grad_(False).to(dtype=dtype, memory_format=fmt)
+        # Module.to takes memory_format with a dtype at runtime; torch's overloads only list it alone
+        g_net = g_net.eval().requires_grad_(False).to(dtype=dtype, memory_format=fmt)  # type: ignore[call-overload]
         self.pipeline = _Pipeline(encoder, cfg.encoder_layer, g_net, autocast=precision == "bf16-autocast")
         self.pipeline.to(self.device).eval()
         self.memory_format = fmt

@@ -88,7 +88,8 @@ class MGANDiscriminator(nn.Module):
         ring: width of the masked border of the score map.
     """
 
-    def __init__(self, channels: int = 256, hidden: tuple[int, int] = (256, 512), ring: int = 1) -> None:
+    def __init__(self, channels: int = 256, hidden: tuple[int, ...] = (256, 512), ring: int = 1) -> None:
+        # hidden: any tuple, as configs give one; a length other than two is the ValueError below
         super().__init__()
         if len(hidden) != 2 or min(hidden) < 1:
             raise ValueError(f"hidden must be two positive widths, got {hidden}")

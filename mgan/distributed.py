@@ -152,6 +152,9 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         if self.affine:
             y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
         if self.track_running_stats:
+            # nn.BatchNorm2d registers these buffers whenever track_running_stats is set
+            assert self.num_batches_tracked is not None
+            assert self.running_mean is not None and self.running_var is not None
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)

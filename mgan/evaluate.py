@@ -238,7 +238,7 @@ def generate(
     style_img = resize_longest(style, cfg.style_size)
     prec = precision.resolve(cfg.precision, device)  # what the engines below will resolve "auto" to
     note = ""
-    engine = None
+    # Each engine is built only when a photo needs it; run() is called only for the photos in todo.
     if method == "gatys":
         from mgan.gatys import Gatys, GatysConfig  # noqa: PLC0415
         from mgan.gatys import resolve_precision as gatys_precision  # noqa: PLC0415
@@ -247,11 +247,13 @@ def generate(
                            precision=cfg.precision, seed=cfg.seed)
         note = (f"L-BFGS {gcfg.iterations} iterations from the photo (neural-style: 1000), content relu4_2 x5, "
                 f"style relu1_1-5_1 x100, {gatys_precision(gcfg, device)[0]} VGG, {cfg.size} px")
+        gatys_engine: Gatys | None = None
         if todo:
-            engine = Gatys(style_img, gcfg, device)
+            gatys_engine = Gatys(style_img, gcfg, device)
 
         def run(photo: Tensor) -> Tensor:
-            return engine.run(photo)[0]
+            assert gatys_engine is not None
+            return gatys_engine.run(photo)[0]
     elif method == "cnnmrf":
         from mgan.cnnmrf import CNNMRF, CNNMRFConfig  # noqa: PLC0415
 
@@ -259,11 +261,13 @@ def generate(
                             seed=cfg.seed, precision=cfg.precision)
         note = (f"3 levels x {ccfg.iterations} L-BFGS iterations (original: 3 x 100), MRF relu3_1+relu4_1, "
                 f"content relu4_2 x20, {prec}, {cfg.size} px")
+        cnnmrf_engine: CNNMRF | None = None
         if todo:
-            engine = CNNMRF(style_img, ccfg, device)
+            cnnmrf_engine = CNNMRF(style_img, ccfg, device)
 
         def run(photo: Tensor) -> Tensor:
-            return engine.run(photo)[0]
+            assert cnnmrf_engine is not None
+            return cnnmrf_engine.run(photo)[0]
     elif method == "mdan":
         from mgan.mdan import MDAN, MDANConfig  # noqa: PLC0415
 
@@ -272,14 +276,16 @@ def generate(
         warm = mdan_warmup or []
         note = (f"{mcfg.iterations} iterations per photo, D carried over from photo to photo"
                 f"{f' after warm-up on {len(warm)} photos' if warm else ' (no warm-up set)'}, {prec}, {cfg.size} px")
+        mdan_engine: MDAN | None = None
         if todo:
-            engine = MDAN(style_img, mcfg, device)
+            mdan_engine = MDAN(style_img, mcfg, device)
             for p in warm:  # batch mode's warm-up: D learns the style on these first (outputs discarded)
-                engine.synthesize(io.load_image(p, max_side=cfg.size, multiple=8, min_side=mcfg.min_side),
-                                  progress=progress, desc=f"warm-up {p.name}")
+                mdan_engine.synthesize(io.load_image(p, max_side=cfg.size, multiple=8, min_side=mcfg.min_side),
+                                       progress=progress, desc=f"warm-up {p.name}")
 
         def run(photo: Tensor) -> Tensor:
-            return engine.synthesize(photo, progress=progress)[0]
+            assert mdan_engine is not None
+            return mdan_engine.synthesize(photo, progress=progress)[0]
     elif method == "perceptual":
         from mgan import perceptual  # noqa: PLC0415
 
@@ -389,15 +395,15 @@ def write_page(
     rows = []
     style_rel = f"page/style{style_path.suffix.lower() if style_path.suffix.lower() in ('.png', '.jpg') else '.png'}"
     io.save_image(resize_longest(io.load_image(style_path), eval_size), out_dir / style_rel)
-    present = [m for m, f in columns.items() if f is not None]
+    present = {m: f for m, f in columns.items() if f is not None}  # insertion-ordered, as the list was
     for p in photos:
-        cells = []
+        cells: list[tuple[str, str | None]] = []
         src = resize_longest(io.load_image(p), eval_size)
         rel = f"page/photo_{p.stem}.png"
         io.save_image(src, out_dir / rel)
         cells.append(("photo", rel))
-        for m in present:
-            found = io.find_image(columns[m], p.stem)
+        for m, folder in present.items():
+            found = io.find_image(folder, p.stem)
             if found is None:
                 cells.append((m, None))
                 continue

@@ -238,7 +238,7 @@ class Gatys:
         gen = torch.Generator().manual_seed(cfg.seed)
         if content is not None:
             content = content.to(self.device).float()
-            full = tuple(content.shape[-2:])
+            full = (content.shape[-2], content.shape[-1])
         else:
             full = size or (cfg.size, cfg.size)
         stats = RunStats()

@@ -86,6 +86,12 @@ class GeneratorConfig:
 UPSAMPLE_MODES = ("deconv", "resize")
 
 
+def _padding(m: nn.Conv2d | nn.ConvTranspose2d) -> int:
+    """The first side's padding of a conv layer (G's are square) as pixels."""
+    assert not isinstance(m.padding, str)  # "same"/"valid": G never builds one
+    return m.padding[0]
+
+
 class Generator(nn.Module):
     """Decoder G: relu4_1 features ``[N, 512, h, w]`` -> image ``[N, 3, 8h, 8w]`` in ``[-1, 1]``.
 
@@ -137,10 +143,10 @@ class Generator(nn.Module):
             lo, hi = phase, phase  # output pixel interval, in the current layer's input pixels below
             for m in reversed(self.net):
                 if isinstance(m, nn.ConvTranspose2d):  # out o = s*i - p + k, k < K
-                    (k,), (s,), (p,) = m.kernel_size[:1], m.stride[:1], m.padding[:1]
+                    (k,), (s,), p = m.kernel_size[:1], m.stride[:1], _padding(m)
                     lo, hi = -((-(lo + p - k + 1)) // s), (hi + p) // s
                 elif isinstance(m, nn.Conv2d):  # out o reads in o*s - p + k
-                    (k,), (s,), (p,), (d,) = m.kernel_size[:1], m.stride[:1], m.padding[:1], m.dilation[:1]
+                    (k,), (s,), p, (d,) = m.kernel_size[:1], m.stride[:1], _padding(m), m.dilation[:1]
                     lo, hi = lo * s - p, hi * s - p + d * (k - 1)
                 elif isinstance(m, nn.Upsample):
                     if m.mode != "nearest" or m.scale_factor != 2:

@@ -198,6 +198,7 @@ def load_image(
             InputError (a neural patch does not fit a smaller image, and upscaling adds none).
     """
     path = Path(path)
+    img: Image.Image  # the opened file, then the transposed/converted copies
     with _reading(path):
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
@@ -472,7 +473,7 @@ def check_outputs(outputs: Iterable[tuple[str, Path]], inputs: Iterable[tuple[st
             both input and output (``--input DIR --out DIR``) is refused as a whole, as its
             outputs would mix with the inputs and a rerun would read them back.
     """
-    read = {}
+    read: dict[tuple, tuple[str, Path]] = {}
     for option, path in inputs:
         read.setdefault(_file_key(Path(path)), (option, path))
     written: dict[tuple, tuple[str, Path]] = {}
@@ -513,6 +514,7 @@ def photo_jobs(content: Path | None, content_dir: Path | None, out: Path,
     if content is not None:
         check_output_image(out)
         return [(content, out)], [(flags[0], content)]
+    assert content_dir is not None  # the CLIs require --content or --content-dir
     files = list_images(content_dir)
     jobs = [(f, out / name) for f, name in zip(files, output_names(files), strict=True)]
     check_writable(out)

@@ -23,7 +23,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -190,7 +190,8 @@ class MDAN:
         self.images_done = 0
         self.pool = self._style_pool(style)
         self.style_mean = style.mean((2, 3), keepdim=True).to(self.device)  # [1, 3, 1, 1]
-        self.style_colour = tuple(m.to(self.device) for m in colour.moments(style))  # mean [3,1], cov [3,3]
+        mean, cov = colour.moments(style)
+        self.style_colour = (mean.to(self.device), cov.to(self.device))  # mean [3,1], cov [3,3]
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -262,7 +263,7 @@ class MDAN:
         """One D update: real patches +1, synthesised -1 (Eq. 2's classifier, trained on the fly)."""
         with self._autocast():
             fake = self._fake_scores(fake_feat)
-            real = self._real_scores(fake.numel(), tuple(fake_feat.shape[-2:]))
+            real = self._real_scores(fake.numel(), (fake_feat.shape[-2], fake_feat.shape[-1]))
             loss_d = losses.hinge(real, 1.0) + losses.hinge(fake, -1.0)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -385,12 +386,13 @@ class MDAN:
             self._warm_up_d(x0, opt_d, cfg.d_warmup)
         stats = MDANStats()
         t0 = time.perf_counter()
-        bar = range(iterations)
+        steps: Iterable[int] = range(iterations)
+        bar = None  # the tqdm bar over the steps when progress is on
         if progress:
             from tqdm import tqdm  # noqa: PLC0415
 
-            bar = tqdm(bar, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
-        for it in bar:
+            steps = bar = tqdm(steps, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+        for it in steps:
             x = (xv + 1) / 2
             feats = self.encoder(x, taps_needed)
             feat = feats[cfg.d_layer].float() if self.precision == "fp32" else feats[cfg.d_layer]
@@ -407,7 +409,7 @@ class MDAN:
             stats.texture_loss.append(loss_t.item())
             stats.d_loss.append(loss_d.item())
             stats.content_loss.append(loss_c.item())
-            if progress:
+            if bar is not None:
                 bar.set_postfix(tex=f"{loss_t.item():.3f}", d=f"{loss_d.item():.3f}")
             if callback is not None:
                 callback(it, postprocess((xv.detach() + 1) / 2, mode, self.style_colour), {

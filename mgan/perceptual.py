@@ -55,9 +55,10 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -278,8 +279,9 @@ class PerceptualLoss(nn.Module):
             layers = {cfg.content_layer} | set(self.grams)
             feats = self.encoder(out, layers)
             terms = {"content": cfg.content_weight * losses.content_loss(feats[cfg.content_layer], tgt)}
-            if self.grams:
-                terms["style"] = cfg.style_weight * sum(losses.gram_loss(feats[k], g) for k, g in self.grams.items())
+            if self.grams:  # non-empty, so sum() adds Tensors, never returning its int start 0
+                style = cast(Tensor, sum(losses.gram_loss(feats[k], g) for k, g in self.grams.items()))
+                terms["style"] = cfg.style_weight * style
         if cfg.tv_weight > 0:
             terms["tv"] = cfg.tv_weight * losses.tv_loss(out.float() * 255.0) / out.shape[0]
         return terms
@@ -345,14 +347,15 @@ def train(
     fixed = sampler(min(4, len(files)), torch.Generator().manual_seed(cfg.seed + 1)).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=prec.resolve(cfg.precision, device) == "bf16")
     history: list[dict] = []
-    bar = range(start, cfg.steps)
+    steps: Iterable[int] = range(start, cfg.steps)
+    bar = None  # the tqdm bar over the steps when progress is on
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
-        bar = tqdm(bar, desc="perceptual", initial=start, total=cfg.steps, dynamic_ncols=True, file=sys.stderr)
+        steps = bar = tqdm(steps, desc="perceptual", initial=start, total=cfg.steps, dynamic_ncols=True, file=sys.stderr)
     t0 = time.perf_counter()
     net.train()
-    for step in bar:
+    for step in steps:
         hr = sampler(cfg.batch_size).to(device)
         x = degrade(hr, cfg.upscale) if cfg.task == "sr" else hr
         with autocast:
@@ -371,7 +374,7 @@ def train(
             history.append(row)
             if run_dir is not None:
                 runs.append_metrics(run_dir, row)
-        if progress:
+        if bar is not None:
             bar.set_postfix(loss=f"{loss.item():.4g}")
         if run_dir is not None and ((step + 1) % cfg.sample_every == 0 or last):
             with torch.no_grad(), autocast:

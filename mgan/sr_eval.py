@@ -181,9 +181,12 @@ def evaluate(
         networks in the given order) and the figure's rows ``[bicubic, *networks, ground truth]``
         of ``[1, 3, H, W]`` images.
     """
-    methods = {BASELINE: lambda lr: bicubic(lr, cfg.scale)}
+    methods: dict[str, Callable[[Tensor], Tensor]] = {BASELINE: lambda lr: bicubic(lr, cfg.scale)}
     for name, (net, _, _) in nets.items():
-        methods[name] = lambda lr, net=net: perceptual.apply(net, lr, device, cfg.precision)
+        def apply(lr: Tensor, net: TransformNet = net) -> Tensor:  # net bound now, not at call time
+            return perceptual.apply(net, lr, device, cfg.precision)
+
+        methods[name] = apply
     results: dict[str, dict[str, dict[str, float]]] = {m: {} for m in methods}
     rows: list[list[Tensor]] = []
     for stem, gt in photos.items():

@@ -69,10 +69,10 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +89,7 @@ CHECKPOINT_FORMAT = "mgan-texture-nets-v1"
 TEXTURE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # texture_nets_v1 texture_train.lua
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # texture_nets master train.lua
 CALIBRATION_BATCHES = 4  # fresh batches over which BN running statistics are recomputed
+Padding = Literal["circular", "replicate", "zeros"]  # the 3x3 convs' padding_mode
 
 
 @dataclass
@@ -191,7 +192,7 @@ class ConvBlock(nn.Sequential):
     for textures: the sample wraps around, as texture_nets_v1's ``convc``).
     """
 
-    def __init__(self, cin: int, cout: int, norm: str, activation: str, padding: str) -> None:
+    def __init__(self, cin: int, cout: int, norm: str, activation: str, padding: Padding) -> None:
         layers: list[nn.Module] = []
         for k, c in ((3, cin), (3, cout), (1, cout)):
             layers += [nn.Conv2d(c, cout, k, padding=k // 2, padding_mode=padding if k > 1 else "zeros"),
@@ -224,7 +225,7 @@ class PyramidGenerator(nn.Module):
     """
 
     def __init__(self, in_channels: int, channels: int = 8, scales: int = 6, norm: str = "batch",
-                 activation: str = "leaky", padding: str = "circular") -> None:
+                 activation: str = "leaky", padding: Padding = "circular") -> None:
         super().__init__()
         self.scales = scales
         self.branches = nn.ModuleList(ConvBlock(in_channels, channels, norm, activation, padding)
@@ -322,7 +323,9 @@ class TextureNetsLoss(nn.Module):
         """Loss terms (fp32 scalars) for outputs ``[N, 3, H, W]`` in ``[0, 1]`` and, in style mode, their photos."""
         cfg = self.cfg
         feats = self.encoder(image, self.taps)
-        terms = {"style": cfg.style_weight * sum(losses.gram_loss(feats[k], g) for k, g in self.grams.items())}
+        # validate() requires a style layer, so sum() adds Tensors, never returning its int start 0
+        style = cast(Tensor, sum(losses.gram_loss(feats[k], g) for k, g in self.grams.items()))
+        terms = {"style": cfg.style_weight * style}
         if self.content:
             with torch.no_grad():
                 target = self.encoder(photo, [cfg.content_layer])[cfg.content_layer]
@@ -458,22 +461,24 @@ def train(
         gen.set_state(resume["rng"])
         if run_dir is not None:
             runs.trim_metrics(run_dir, start)
-    crops = PhotoCrops(files, cfg.image_size, cfg.load_size) if cfg.mode == "style" else None
+    # style mode has files (checked above); `and files` says so to the type checker
+    crops = PhotoCrops(files, cfg.image_size, cfg.load_size) if cfg.mode == "style" and files else None
     criterion = TextureNetsLoss(cfg, style, device, encoder)
     # Sample-grid inputs: their own generator, so they are the same on resume and leave the training stream alone.
     fixed_gen = torch.Generator().manual_seed(cfg.seed + 1)
     fixed_photos = crops(4, fixed_gen) if crops is not None else None
     fixed = make_inputs(cfg, 4, cfg.image_size, cfg.image_size, fixed_gen, fixed_photos, device)
     history: list[dict] = []
-    bar: Iterator[int] | range = range(start, cfg.steps)
+    steps: Iterable[int] = range(start, cfg.steps)
+    bar = None  # the tqdm bar over the steps when progress is on
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
-        bar = tqdm(bar, desc="texture_nets", initial=start, total=cfg.steps, dynamic_ncols=True, file=sys.stderr)
+        steps = bar = tqdm(steps, desc="texture_nets", initial=start, total=cfg.steps, dynamic_ncols=True, file=sys.stderr)
     t0 = time.perf_counter()
     net.train()
     step = start - 1
-    for step in bar:
+    for step in steps:
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
         photo = crops(cfg.batch_size, gen).to(device) if crops is not None else None
@@ -493,16 +498,16 @@ def train(
             history.append(row)
             if run_dir is not None:
                 runs.append_metrics(run_dir, row)
-        if progress:
+        if bar is not None:
             bar.set_postfix(loss=f"{loss.item():.4g}")
         save_now = run_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or last)
         sample_now = run_dir is not None and ((step + 1) % cfg.sample_every == 0 or last)
         if save_now or sample_now:
             calibrate(net, cfg, crops, device)  # what synthesis from this checkpoint will see
-        if sample_now:
+        if sample_now and run_dir is not None:  # sample_now implies a run_dir; said again for the type checker
             io.save_image(_sample_grid(net, cfg, fixed, fixed_photos, device),
                           run_dir / "samples" / f"{step + 1:06d}.png")
-        if save_now:
+        if save_now and run_dir is not None:
             save_model(net, cfg, run_dir / "checkpoint.pt",
                        {"opt": opt.state_dict(), "step": step + 1, "rng": gen.get_state()})
         if last:

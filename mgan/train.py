@@ -170,6 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _print_plan(job, resume)
     if resume.finished:
+        assert resume.run_dir is not None  # only a found run can be finished (_plan_resume)
         if job.d.main:
             print(f"already done: {resume.run_dir / RELEASE_NAME} (use --resume never for a new run)")
         return 0
@@ -336,6 +337,7 @@ def _open_run(job: _Job, crops: CropSet, resume: _Resume) -> tuple[Trainer, Path
     trainer = Trainer(job.cfg, crops, job.device, job.progress, job.d)
     if resume.run_dir is not None:
         run_dir = resume.run_dir
+        assert resume.checkpoint is not None  # a resumed run always comes with its checkpoint (_plan_resume)
         trainer.load_state_dict(io.load_checkpoint(resume.checkpoint))
         job.say(f"resuming {run_dir} at step {trainer.step}/{trainer.total_steps}")
     else:

@@ -140,6 +140,9 @@ class VGG19Encoder(nn.Module):
         network's compute dtype (call ``.float()`` for losses).
     """
 
+    mean: Tensor  # buffers (see __init__): the input scaling's offset and scale, [1, 3, 1, 1]
+    std: Tensor
+
     def __init__(
         self,
         layers: Sequence[str] = ("relu3_1", "relu4_1", "relu5_1"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ class VideoFrames:
         self._end: float | None = None  # seconds: the last decoded frame's time
         self._gen = self._frames(container, stream)
 
-    def _frames(self, container: Any, stream: Any) -> Iterator[Tensor]:
+    def _frames(self, container: Any, stream: Any) -> Generator[Tensor, None, None]:
         import av  # noqa: PLC0415
 
         first_error = None
@@ -165,7 +165,7 @@ class VideoWriter:
         self._enc_time_base = self.time_base
         if self.codec == "mpeg4" and self.time_base.denominator > 65535:  # MPEG-4 Part 2's limit
             self._enc_time_base = Fraction(1, 60000)
-        self.stream = None
+        self.stream: Any = None  # av's video stream, added by the first write (whose frame fixes the size)
         self.frames = 0
         self._first_pts: int | None = None
         self._last_pts = -1

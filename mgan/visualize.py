@@ -305,12 +305,12 @@ def _run(args: argparse.Namespace) -> int:
         out, stats = invert(image, cfg, device, progress=True)
         msg = f"relative feature error + prior {stats.loss[-1] if stats.loss else float('nan'):.4g}"
     elif args.command == "maximize":
-        cfg = MaximizeConfig(args.layer, args.channel, args.neuron, args.size, args.iterations, args.lr,
-                             args.l2_weight, args.blur_every, args.blur_sigma, args.jitter, args.seed,
-                             args.precision)
-        cfg.validate()
-        prec.announce(cfg.precision, device)
-        out, stats = maximize(cfg, device, progress=True)
+        mcfg = MaximizeConfig(args.layer, args.channel, args.neuron, args.size, args.iterations, args.lr,
+                              args.l2_weight, args.blur_every, args.blur_sigma, args.jitter, args.seed,
+                              args.precision)
+        mcfg.validate()
+        prec.announce(mcfg.precision, device)
+        out, stats = maximize(mcfg, device, progress=True)
         msg = f"activation {stats.loss[-1] if stats.loss else float('nan'):.4g}"
     else:
         _check_channel(args.layer, args.channel)
