@@ -23,7 +23,7 @@ from pathlib import Path
 from mgan import cli, io, zoo
 from mgan.decode import Decoder
 from mgan.errors import InputError
-from mgan.noise import make_noise
+from mgan.noise import DECODE_SCALE, make_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "chicago.jpg")
@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     if not models:
         raise InputError("no bundled generators in mgan/assets")
     device = cli.resolve_device(args.device)
-    noise = make_noise("perlin", args.size, args.size, seed=args.seed)
+    noise = make_noise("perlin", args.size, args.size, seed=args.seed, scale=DECODE_SCALE["perlin"])
     rows = [[io.resize_to_height(x, args.cell) for x in [*images, noise]]]
     for name, path in models.items():
         dec = Decoder(path, device=device)

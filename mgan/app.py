@@ -376,13 +376,15 @@ def _safe_stem(name: str) -> str:
 
 
 def _run_noise(job: Job, decoder: decode.Decoder, folder: Path, progress: Progress | None) -> Result:
-    from mgan.noise import make_noise  # noqa: PLC0415
+    from mgan.noise import DECODE_SCALE, make_noise  # noqa: PLC0415
 
     side = job.size
     if progress:
         progress(0.0, f"{job.noise} noise")
-    # The CLI's defaults (mgan.decode --noise): coarsest blobs 128 px (Perlin) / 256 px (brown).
-    options = {"scale": 128.0, "tileable": job.tileable} if job.noise == "perlin" else {"scale": 256.0}
+    # The CLI's defaults (mgan.decode --noise): mgan.noise.DECODE_SCALE.
+    options: dict = {"scale": DECODE_SCALE[job.noise]}
+    if job.noise == "perlin":
+        options["tileable"] = job.tileable
     x = make_noise(job.noise, side, side, seed=job.seed, **options)
     if progress:
         progress(0.1, "decoding")

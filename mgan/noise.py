@@ -243,6 +243,14 @@ def brown(
     return _to_rgb(_stretch(out))
 
 
+# Coarsest feature (px) of the noise that `mgan decode --noise` and the app feed G (paper
+# Fig. 13). Perlin: measured on the paper-scale Picasso G (mgan.evaluate SWD to the style,
+# 512 px, 2 seeds): 128 px 0.712, 64 px 0.679, 32 px 0.645, 16 px 0.599 (1024 px: 0.737 /
+# 0.660 / 0.623). Large blobs of saturated colour keep their own hues (green, orange patches)
+# through G; 16 px ones come out as a texture in the style's palette (docs/decoding.md).
+DECODE_SCALE = {"perlin": 16.0, "brown": 256.0}
+
+
 def make_noise(kind: str, height: int, width: int, seed: int = 0, **options: float | int | bool | str) -> Tensor:
     """``perlin`` or ``brown`` noise ``[1, 3, H, W]`` in ``[0, 1]``; ``options`` go to that function."""
     if kind == "perlin":
