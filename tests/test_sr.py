@@ -50,6 +50,29 @@ def test_sr_network_upscales_exactly(upscale):
     assert SREvalConfig(scale=upscale).min_side // upscale >= 5  # sr_eval never feeds it one
 
 
+def test_sr_skip_starts_as_bicubic_and_old_checkpoints_load_without_it(tmp_path):
+    cfg = PerceptualConfig.for_task("sr", upscale=4, base_channels=4, residual_blocks=1, image_size=32)
+    assert cfg.sr_skip  # new sr runs predict a residual over bicubic
+    torch.manual_seed(0)
+    net = perceptual.build_network(cfg).eval()
+    x = torch.rand(1, 3, 6, 9)
+    bicubic = torch.nn.functional.interpolate(x, size=(24, 36), mode="bicubic", align_corners=False)
+    assert torch.equal(net(x), bicubic)  # zero-initialised residual: exactly bicubic before training
+    with pytest.raises(ConfigError, match="sr_skip"):
+        PerceptualConfig.for_task("style", sr_skip=True)
+    # a checkpoint from before the option (no sr_skip key) is Johnson et al.'s plain network
+    plain = PerceptualConfig.for_task("sr", upscale=4, base_channels=4, residual_blocks=1, image_size=32, sr_skip=False)
+    torch.manual_seed(0)
+    old_net = perceptual.build_network(plain)
+    path = perceptual.save_model(old_net, plain, tmp_path / "old.pt")
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["config"]["sr_skip"]
+    torch.save(ckpt, path)
+    loaded, loaded_cfg = perceptual.load_model(path)
+    assert not loaded_cfg.sr_skip and not loaded.skip
+    assert torch.equal(loaded(x), old_net.eval()(x))
+
+
 def test_loss_option_defaults_and_validation():
     assert PerceptualConfig.for_task("sr").loss == "perceptual"
     assert PerceptualConfig.for_task("sr").tv_weight == 1e-6
@@ -226,7 +249,10 @@ def test_sr_eval_cli_writes_the_table_figure_and_scores(tmp_path, tiny_sr_checkp
     up = sr_eval.as_saved(sr_eval.bicubic(perceptual.degrade(gt, 4), 4))
     assert res["per_photo"]["bicubic"]["b"]["psnr"] == pytest.approx(metrics.psnr(up, gt, border=4).item(), rel=1e-9)
     assert res["per_photo"]["bicubic"]["b"]["ssim"] == pytest.approx(metrics.ssim(up, gt, border=4).item(), rel=1e-9)
-    assert res["mean"]["bicubic"]["psnr"] > res["mean"]["tiny"]["psnr"]  # an untrained net loses to bicubic
+    # an untrained net with the bicubic skip (zero residual) is bicubic: the same scores, through
+    # the network path of sr_eval (its precision, cropping and 8-bit rounding)
+    for k in ("psnr", "ssim", "feature"):
+        assert res["mean"]["tiny"][k] == pytest.approx(res["mean"]["bicubic"][k], rel=1e-6)
     assert image_size(out / "figure.png") == (3 * 64 + 4 * 4, 64 + 48 + 3 * 4)  # rows a, b; 3 columns
     assert a.is_file() and "wrote" in capsys.readouterr().out
 
