@@ -317,8 +317,23 @@ def save_model(net: TransformNet, cfg: PerceptualConfig, path: Path, extra: dict
                                "net": net.state_dict(), **(extra or {})}, path)
 
 
+BUNDLED = {"sr4": "perceptual_sr4.pt"}  # released networks in mgan/assets/, by name (docs/baselines.md)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A bundled network's name (``sr4``) -> its file in ``mgan/assets/``; any other text is a path."""
+    from mgan.assets import asset_path  # noqa: PLC0415
+
+    name = str(path)
+    if name in BUNDLED and not Path(name).exists():
+        return asset_path(BUNDLED[name])
+    return Path(path)
+
+
 def load_model(path: str | Path) -> tuple[TransformNet, PerceptualConfig]:
-    """Load a trained network (``final.pt`` or ``checkpoint.pt``); InputError if it is not one."""
+    """Load a trained network (``final.pt``, ``checkpoint.pt`` or a bundled name such as ``sr4``);
+    InputError if it is not one."""
+    path = resolve_checkpoint(path)
     ckpt = io.load_checkpoint(path)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a perceptual-network checkpoint (format {ckpt.get('format')!r})")
@@ -484,7 +499,9 @@ def _parser() -> argparse.ArgumentParser:
                        epilog="example: python -m mgan.perceptual stylize --checkpoint RUN/final.pt "
                        "--content photo.jpg --out out.png",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a.add_argument("--checkpoint", type=Path, required=True, help="final.pt or checkpoint.pt of a run")
+    a.add_argument("--checkpoint", type=resolve_checkpoint, required=True,
+                   help=f"final.pt or checkpoint.pt of a run, or a bundled network: {', '.join(BUNDLED)} "
+                   "(x4 super-resolution, relu2_2 loss)")
     g = a.add_mutually_exclusive_group(required=True)
     g.add_argument("--content", type=Path, help="one image")
     g.add_argument("--content-dir", type=Path, help="every image in a folder")

@@ -137,6 +137,7 @@ def load_networks(specs: list[tuple[str, Path]], scale: int) -> Networks:
         if name in nets or name in (BASELINE, GROUND_TRUTH):
             raise InputError(f"--net {name}={path}: the name {name!r} is "
                              f"{'given twice' if name in nets else 'taken by a figure column'}; give another")
+        path = perceptual.resolve_checkpoint(path)  # a bundled name (sr4) or a file
         io.check_regular_file(path, "checkpoint")
         net, cfg = perceptual.load_model(path)
         if cfg.task != "sr":
