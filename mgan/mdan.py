@@ -23,7 +23,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -386,13 +386,11 @@ class MDAN:
             self._warm_up_d(x0, opt_d, cfg.d_warmup)
         stats = MDANStats()
         t0 = time.perf_counter()
-        steps: Iterable[int] = range(iterations)
-        bar = None  # the tqdm bar over the steps when progress is on
-        if progress:
-            from tqdm import tqdm  # noqa: PLC0415
+        from tqdm import tqdm  # noqa: PLC0415
 
-            steps = bar = tqdm(steps, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
-        for it in steps:
+        # disabled without progress: it then iterates the range and set_postfix does nothing
+        bar = tqdm(range(iterations), desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr, disable=not progress)
+        for it in bar:
             x = (xv + 1) / 2
             feats = self.encoder(x, taps_needed)
             feat = feats[cfg.d_layer].float() if self.precision == "fp32" else feats[cfg.d_layer]
@@ -409,8 +407,7 @@ class MDAN:
             stats.texture_loss.append(loss_t.item())
             stats.d_loss.append(loss_d.item())
             stats.content_loss.append(loss_c.item())
-            if bar is not None:
-                bar.set_postfix(tex=f"{loss_t.item():.3f}", d=f"{loss_d.item():.3f}")
+            bar.set_postfix(tex=f"{loss_t.item():.3f}", d=f"{loss_d.item():.3f}")
             if callback is not None:
                 callback(it, postprocess((xv.detach() + 1) / 2, mode, self.style_colour), {
                     "texture": stats.texture_loss[-1], "d": stats.d_loss[-1], "content": stats.content_loss[-1]})

@@ -9,7 +9,7 @@ previous result upsampled (Gatys ``--levels``, CNNMRF's 3-level pyramid).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -71,19 +71,16 @@ def optimize_image(
         history.append(loss.item())
         return loss
 
-    steps: Iterable[int] = range(iterations)
-    bar = None  # the tqdm bar over the steps when progress is on
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
 
-        steps = bar = tqdm(steps, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
-    for i in steps:
+    # disabled without progress: it then iterates the range and set_postfix does nothing
+    bar = tqdm(range(iterations), desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr, disable=not progress)
+    for i in bar:
         # torch's stubs type the closure as returning float; LBFGS and Adam return (and use) its Tensor
         opt.step(closure)  # type: ignore[arg-type]
         if not torch.isfinite(v).all():
             raise FloatingPointError(f"{desc}: the image became non-finite at iteration {i}; lower the lr")
-        if bar is not None:
-            bar.set_postfix(loss=f"{history[-1]:.4g}")
+        bar.set_postfix(loss=f"{history[-1]:.4g}")
         if callback is not None:
             callback(i, v, history[-1])
     return history

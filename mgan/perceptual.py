@@ -65,7 +65,6 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -386,15 +385,14 @@ def train(
     fixed = sampler(min(4, len(files)), torch.Generator().manual_seed(cfg.seed + 1)).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=prec.resolve(cfg.precision, device) == "bf16")
     history: list[dict] = []
-    steps: Iterable[int] = range(start, cfg.steps)
-    bar = None  # the tqdm bar over the steps when progress is on
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
 
-        steps = bar = tqdm(steps, desc="perceptual", initial=start, total=cfg.steps, dynamic_ncols=True, file=sys.stderr)
+    # disabled without progress: it then iterates the range and set_postfix does nothing
+    bar = tqdm(range(start, cfg.steps), desc="perceptual", initial=start, total=cfg.steps, dynamic_ncols=True,
+               file=sys.stderr, disable=not progress)
     t0 = time.perf_counter()
     net.train()
-    for step in steps:
+    for step in bar:
         hr = sampler(cfg.batch_size).to(device)
         x = degrade(hr, cfg.upscale) if cfg.task == "sr" else hr
         with autocast:
@@ -413,8 +411,7 @@ def train(
             history.append(row)
             if run_dir is not None:
                 runs.append_metrics(run_dir, row)
-        if bar is not None:
-            bar.set_postfix(loss=f"{loss.item():.4g}")
+        bar.set_postfix(loss=f"{loss.item():.4g}")
         if run_dir is not None and ((step + 1) % cfg.sample_every == 0 or last):
             with torch.no_grad(), autocast:
                 xs = degrade(fixed, cfg.upscale) if cfg.task == "sr" else fixed

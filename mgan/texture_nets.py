@@ -69,7 +69,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -469,16 +469,15 @@ def train(
     fixed_photos = crops(4, fixed_gen) if crops is not None else None
     fixed = make_inputs(cfg, 4, cfg.image_size, cfg.image_size, fixed_gen, fixed_photos, device)
     history: list[dict] = []
-    steps: Iterable[int] = range(start, cfg.steps)
-    bar = None  # the tqdm bar over the steps when progress is on
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
 
-        steps = bar = tqdm(steps, desc="texture_nets", initial=start, total=cfg.steps, dynamic_ncols=True, file=sys.stderr)
+    # disabled without progress: it then iterates the range and set_postfix does nothing
+    bar = tqdm(range(start, cfg.steps), desc="texture_nets", initial=start, total=cfg.steps, dynamic_ncols=True,
+               file=sys.stderr, disable=not progress)
     t0 = time.perf_counter()
     net.train()
     step = start - 1
-    for step in steps:
+    for step in bar:
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
         photo = crops(cfg.batch_size, gen).to(device) if crops is not None else None
@@ -498,8 +497,7 @@ def train(
             history.append(row)
             if run_dir is not None:
                 runs.append_metrics(run_dir, row)
-        if bar is not None:
-            bar.set_postfix(loss=f"{loss.item():.4g}")
+        bar.set_postfix(loss=f"{loss.item():.4g}")
         save_now = run_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or last)
         sample_now = run_dir is not None and ((step + 1) % cfg.sample_every == 0 or last)
         if save_now or sample_now:
