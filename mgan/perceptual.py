@@ -215,12 +215,13 @@ class TransformNet(nn.Module):
             cout = max(base, c // 2)
             layers += [ConvLayer(c, cout, 3, upsample=2), nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
             c = cout
-        layers.append(ConvLayer(c, 3, 9))
-        self.net = nn.Sequential(*layers)
+        head = ConvLayer(c, 3, 9)
+        self.net = nn.Sequential(*layers, head)
         if skip:  # start as plain bicubic upsampling: the residual branch's last conv is zero
-            last = layers[-1][-1]
-            nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+            conv = head[-1]
+            assert isinstance(conv, nn.Conv2d) and conv.bias is not None  # ConvLayer: a biased conv last
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
 
     @property
     def scale(self) -> float:
