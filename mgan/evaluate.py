@@ -45,6 +45,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,7 +239,8 @@ def generate(
     style_img = resize_longest(style, cfg.style_size)
     prec = precision.resolve(cfg.precision, device)  # what the engines below will resolve "auto" to
     note = ""
-    # Each engine is built only when a photo needs it; run() is called only for the photos in todo.
+    # The iterative engines are built by make(), called only when a photo needs them;
+    # the feed-forward ones load their model first (their notes report its training).
     if method == "gatys":
         from mgan.gatys import Gatys, GatysConfig  # noqa: PLC0415
         from mgan.gatys import resolve_precision as gatys_precision  # noqa: PLC0415
@@ -247,13 +249,10 @@ def generate(
                            precision=cfg.precision, seed=cfg.seed)
         note = (f"L-BFGS {gcfg.iterations} iterations from the photo (neural-style: 1000), content relu4_2 x5, "
                 f"style relu1_1-5_1 x100, {gatys_precision(gcfg, device)[0]} VGG, {cfg.size} px")
-        gatys_engine: Gatys | None = None
-        if todo:
-            gatys_engine = Gatys(style_img, gcfg, device)
 
-        def run(photo: Tensor) -> Tensor:
-            assert gatys_engine is not None
-            return gatys_engine.run(photo)[0]
+        def make() -> Callable[[Tensor], Tensor]:
+            engine = Gatys(style_img, gcfg, device)
+            return lambda photo: engine.run(photo)[0]
     elif method == "cnnmrf":
         from mgan.cnnmrf import CNNMRF, CNNMRFConfig  # noqa: PLC0415
 
@@ -261,13 +260,10 @@ def generate(
                             seed=cfg.seed, precision=cfg.precision)
         note = (f"3 levels x {ccfg.iterations} L-BFGS iterations (original: 3 x 100), MRF relu3_1+relu4_1, "
                 f"content relu4_2 x20, {prec}, {cfg.size} px")
-        cnnmrf_engine: CNNMRF | None = None
-        if todo:
-            cnnmrf_engine = CNNMRF(style_img, ccfg, device)
 
-        def run(photo: Tensor) -> Tensor:
-            assert cnnmrf_engine is not None
-            return cnnmrf_engine.run(photo)[0]
+        def make() -> Callable[[Tensor], Tensor]:
+            engine = CNNMRF(style_img, ccfg, device)
+            return lambda photo: engine.run(photo)[0]
     elif method == "mdan":
         from mgan.mdan import MDAN, MDANConfig  # noqa: PLC0415
 
@@ -276,16 +272,13 @@ def generate(
         warm = mdan_warmup or []
         note = (f"{mcfg.iterations} iterations per photo, D carried over from photo to photo"
                 f"{f' after warm-up on {len(warm)} photos' if warm else ' (no warm-up set)'}, {prec}, {cfg.size} px")
-        mdan_engine: MDAN | None = None
-        if todo:
-            mdan_engine = MDAN(style_img, mcfg, device)
-            for p in warm:  # batch mode's warm-up: D learns the style on these first (outputs discarded)
-                mdan_engine.synthesize(io.load_image(p, max_side=cfg.size, multiple=8, min_side=mcfg.min_side),
-                                       progress=progress, desc=f"warm-up {p.name}")
 
-        def run(photo: Tensor) -> Tensor:
-            assert mdan_engine is not None
-            return mdan_engine.synthesize(photo, progress=progress)[0]
+        def make() -> Callable[[Tensor], Tensor]:
+            engine = MDAN(style_img, mcfg, device)
+            for p in warm:  # batch mode's warm-up: D learns the style on these first (outputs discarded)
+                engine.synthesize(io.load_image(p, max_side=cfg.size, multiple=8, min_side=mcfg.min_side),
+                                  progress=progress, desc=f"warm-up {p.name}")
+            return lambda photo: engine.synthesize(photo, progress=progress)[0]
     elif method == "perceptual":
         from mgan import perceptual  # noqa: PLC0415
 
@@ -297,8 +290,8 @@ def generate(
         note = (f"one forward pass of a network trained {step} steps (Johnson: 40k) on {pcfg.image_size} px crops, "
                 f"batch {pcfg.batch_size}; {perceptual_checkpoint}")
 
-        def run(photo: Tensor) -> Tensor:
-            return perceptual.apply(net, photo, device, cfg.precision)
+        def make() -> Callable[[Tensor], Tensor]:
+            return lambda photo: perceptual.apply(net, photo, device, cfg.precision)
     elif method == "texture_nets":
         from mgan import texture_nets  # noqa: PLC0415
 
@@ -310,8 +303,8 @@ def generate(
                 f"(texture_nets: 50k) on {tcfg.image_size} px crops, batch {tcfg.batch_size}, {tcfg.norm} norm; "
                 f"{texture_nets_checkpoint}")
 
-        def run(photo: Tensor) -> Tensor:
-            return texture_nets.stylize(tnet, tcfg, photo, cfg.seed, device, cfg.precision)
+        def make() -> Callable[[Tensor], Tensor]:
+            return lambda photo: texture_nets.stylize(tnet, tcfg, photo, cfg.seed, device, cfg.precision)
     elif method == "mgan":
         from mgan.decode import DEFAULT_MODEL, Decoder  # noqa: PLC0415
 
@@ -321,10 +314,13 @@ def generate(
         decoder = Decoder(model, device=device, precision=cfg.precision)
         note = f"feed-forward decode with {model} ({prec})"
 
-        def run(photo: Tensor) -> Tensor:
-            return decoder.decode(photo)
+        def make() -> Callable[[Tensor], Tensor]:
+            return decoder.decode
     else:
         raise InputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if not todo:
+        return folder, note
+    run = make()
     for p in todo:
         photo = io.load_image(p, max_side=cfg.size, multiple=8, min_side=64)
         t0 = time.perf_counter()
