@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             if not backends.installed(backend):
                 print(f"  skip {label}: {backend} not installed (pip install 'mgan[fast]')", file=sys.stderr)
                 continue
-            dec = Decoder(model, device="cpu", precision=prec, tile=None, backend=backend)
+            # one G for all images (the running BN statistics): what an export holds (mgan.decode)
+            dec = Decoder(model, device="cpu", precision=prec, tile=None, backend=backend, bn_stats="running")
             if flops is None:
                 flops = conv_flops(dec, 64, 64) * (n / 64) ** 2
             t0 = time.perf_counter()

@@ -11,10 +11,20 @@ result *is* the untiled decode, and why the wrap-around halo of ``--tileable`` e
 circular padding). The tile side is chosen from a memory budget (``tile_memory_mb``).
 Videos are read and written frame by frame with their timestamps (:mod:`mgan.video`).
 
-Inference uses ``G`` in eval mode: its BatchNorm layers apply their running
-statistics and are folded into the preceding (fractionally-strided) convolutions. The
-original code left BN in train mode at test time (batch statistics), which makes an
-output depend on the rest of the batch and on tiling; eval mode keeps decoding local.
+**G's BatchNorm statistics** (``bn_stats``, CLI ``--bn-stats``). The original code left
+BN in train mode at test time: every output was normalised with its own batch's
+statistics. ``"image"`` (the default) does that per image, and so that tiling, batching
+and the exported backends' per-tile nets cannot change a pixel, it does it in two steps:
+the statistics of each BN input are measured once per image, untiled, on the image
+scaled to at most ``stats_side`` (1024 px) on its longest side (:meth:`Decoder.image_stats`),
+then folded with BN's affine into the preceding (fractionally-strided) convolutions, and
+the image is decoded, tiled or not, with that fixed G. ``"running"`` folds the running
+statistics of training instead (one G for every image: what an exported backend holds).
+Measured with the bundled Picasso G (2-core AMD EPYC AVX-512-bf16; docs/decoding.md):
+the running statistics, made on 128 px training crops, give the photo's own style
+distance (SWD 0.641 vs the photo's 0.615 on imagenet100/test at 384 px) and pale, smooth
+Perlin textures (0.595 at 512 px); per-image statistics give 0.542 and 0.435, with the
+self-portrait's dark outlines and ochre palette in flat regions.
 
 CLI::
 
@@ -56,6 +66,8 @@ from mgan.video import VIDEO_OUT_FORMATS, VideoWriter, is_video, read_video
 DEFAULT_MODEL = asset_path(DEFAULT_MODEL_NAME)  # package data (mgan/assets/): an installed wheel has it too
 
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-autocast")
+BN_STATS = ("image", "running")  # G's BatchNorm statistics at decode time (module docstring)
+STATS_SIDE = 1024  # longest side of the image the per-image statistics are measured on
 # Peak working bytes per tile pixel beyond the output buffer, measured on CPU (channels_last,
 # full-width G, 512^2 and 1024^2 tiles: ~290 bf16, ~510 fp32) plus ~10% margin; dominated by
 # the 64-channel relu1_x maps and oneDNN reorders.
@@ -129,11 +141,48 @@ class _Pipeline(nn.Module):
         super().__init__()
         self.encoder, self.layer, self.g_net, self.autocast = encoder, layer, g_net, autocast
 
-    def forward(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> Tensor:
+        """The encoder's ``[N, 512, h/8, w/8]`` relu4_1 features of an RGB tile (decode precision)."""
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            feat = self.encoder(x, layers=(self.layer,))[self.layer]
+            return self.encoder(x, layers=(self.layer,))[self.layer]
+
+    def head(self, feat: Tensor) -> Tensor:
+        """G on encoder features: ``[N, 512, h/8, w/8]`` -> ``[N, 3, h, w]`` float32 in ``[0, 1]``."""
+        with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             y = self.g_net(feat)
         return (y.float() + 1) * 0.5
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+@torch.no_grad()
+def set_bn_stats(g_net: nn.Sequential, feat: Tensor, through: bool = False, border: int = 0) -> Tensor | None:
+    """Give every BatchNorm of ``g_net`` its input's statistics on ``feat``, in order.
+
+    Runs the flat, eval-mode ``g_net`` layer by layer on ``feat`` ``[1, C, h, w]``: at each
+    BN the per-channel mean and biased variance of its input (computed in fp32) become its
+    running statistics, and the BN then normalises with them, as BN in train mode does for
+    a batch of one image (``F.batch_norm`` normalises with the biased variance). Stops after
+    the last BN, or with ``through`` runs to the end and returns G's output: the decode of
+    ``feat`` with these statistics, computed by the very layers a tiled decode then uses.
+    ``border`` (in ``feat`` cells, scaled with each layer's resolution) is left out of the
+    statistics: the wrap-around halo of a tileable image, whose core is the periodic decode.
+    """
+    last = max((i for i, m in enumerate(g_net) if isinstance(m, nn.BatchNorm2d)), default=-1)
+    x = feat
+    for i, m in enumerate(g_net):
+        if i > last and not through:
+            return None
+        if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
+            b = border * (x.shape[-1] // feat.shape[-1])
+            core = x[..., b : x.shape[-2] - b, b : x.shape[-1] - b] if b else x
+            var, mean = torch.var_mean(core.float(), dim=(0, 2, 3), correction=0)
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+        x = m(x)
+    return x
 
 
 def _encoder(layer: str, weights: str, pooling: str, precision: str, channels_last: bool, device: str) -> nn.Module:
@@ -181,11 +230,18 @@ class Decoder:
             tiling, or ``"auto"`` to pick it from ``tile_memory_mb``.
         tile_memory_mb: working-memory budget of one tile for ``tile="auto"``.
         channels_last: NHWC layout (faster oneDNN / cuDNN kernels).
-        fold_bn: fold G's BatchNorm into its convolutions (same output, fewer passes).
+        fold_bn: fold G's BatchNorm into its convolutions (same output, fewer passes; with
+            ``bn_stats="running"`` only, as the per-image statistics change per image).
+        bn_stats: ``"image"`` (default): G's BatchNorm normalises with each image's own
+            statistics, measured on the image at most ``stats_side`` px on its longest side
+            (the original's test-time behaviour, made independent of tiling and batching:
+            module docstring); ``"running"``: with the running statistics of training.
+        stats_side: longest side of the image the ``"image"`` statistics are measured on.
         compile: ``torch.compile`` the pipeline (slow first call per tile shape).
         backend: ``"torch"`` (default), ``"openvino"``, ``"onnxruntime"`` or ``"auto"`` (the
             fastest here, measured once and cached): :mod:`mgan.backends`. Only the per-tile
-            network is swapped; tiling is unchanged (same pixels within 1/255).
+            network is swapped; tiling is unchanged (same pixels within 1/255). The exported
+            nets hold one G, so they need ``bn_stats="running"``; ``"auto"`` keeps torch otherwise.
     """
 
     extra: dict  # the release file's extra metadata ({} for a Generator passed in)
@@ -201,6 +257,8 @@ class Decoder:
         fold_bn: bool = True,
         compile: bool = False,
         backend: str = "torch",
+        bn_stats: str = "image",
+        stats_side: int = STATS_SIDE,
     ) -> None:
         from mgan.generator import Generator, load_release  # noqa: PLC0415
         from mgan.vgg import layer_scale  # noqa: PLC0415
@@ -209,6 +267,10 @@ class Decoder:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile >= 8)):
             raise InputError(f"tile must be 'auto', None or an integer >= 8, got {tile!r}")
+        if bn_stats not in BN_STATS:
+            raise InputError(f"bn_stats must be one of {', '.join(BN_STATS)}, got {bn_stats!r}")
+        if not (isinstance(stats_side, int) and stats_side >= 64):
+            raise InputError(f"stats_side must be an integer >= 64, got {stats_side!r}")
         if not 0 < tile_memory_mb < math.inf:  # NaN fails every comparison: refused too
             raise InputError(f"tile memory must be a finite number > 0 MB, got {tile_memory_mb}")
         self.device = device if isinstance(device, torch.device) else cli.resolve_device(str(device))
@@ -243,18 +305,30 @@ class Decoder:
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         encoder = _encoder(cfg.encoder_layer, cfg.vgg_weights, cfg.pooling,
                            "bf16" if precision == "bf16" else "fp32", channels_last, str(self.device))
-        g_net = fold_batchnorm(G.eval().net) if fold_bn else _copy_module(G.net).eval()
+        self.memory_format = fmt
+        self.stats_side = stats_side
+        has_bn = any(isinstance(m, nn.BatchNorm2d) for m in G.net)
+        self.bn_stats = bn_stats if has_bn else "running"  # nothing to measure in a G without BN
+        if self.bn_stats == "image" and compile:
+            raise InputError("--compile freezes G's weights into the graph; per-image BatchNorm statistics "
+                             "change them per image: use --bn-stats running with --compile")
+        # "image": G unfolded, its BN buffers rewritten per image (set_bn_stats); "running": folded
+        g_net = fold_batchnorm(G.eval().net) if fold_bn and self.bn_stats == "running" else _copy_module(G.net)
         # Module.to takes memory_format with a dtype at runtime; torch's overloads only list it alone
         g_net = g_net.eval().requires_grad_(False).to(dtype=dtype, memory_format=fmt)  # type: ignore[call-overload]
         self.pipeline = _Pipeline(encoder, cfg.encoder_layer, g_net, autocast=precision == "bf16-autocast")
         self.pipeline.to(self.device).eval()
-        self.memory_format = fmt
         self._run = _compiled(self.pipeline) if compile else self.pipeline
         # -- backend (mgan.backends): the same per-tile function in OpenVINO / ONNX Runtime, from an
         # fp32 export built on first use; the tiling below is untouched, so tiles stay exact
         from mgan import backends  # noqa: PLC0415
 
         self.backend, self.backend_reason = backends.check(backend, self.device, compile)
+        if self.bn_stats == "image" and self.backend != "torch":
+            if backend != "auto":
+                raise InputError(f"--backend {backend} runs one exported G for every image; per-image BatchNorm "
+                                 "statistics change G per image: add --bn-stats running, or use --backend torch")
+            self.backend, self.backend_reason = "torch", "auto: --bn-stats image changes G per image (exports hold one)"
         self.dispatch = None
         if self.backend != "torch":
 
@@ -266,6 +340,26 @@ class Decoder:
             self.dispatch = backends.Dispatch(self.backend, self._run, export_net, precision, fmt)
             self._run = self.dispatch
         # -- end backend
+
+    @torch.inference_mode()
+    def set_image_stats(self, image: Tensor, tileable: bool = False) -> None:
+        """Give G's BatchNorm layers the statistics of one image ``[1, 3, H, W]`` in ``[0, 1]``
+        (sides multiples of 8), measured untiled on the image scaled (antialiased) to at most
+        ``stats_side`` px on its longest side: :func:`set_bn_stats`. ``tileable``: of the
+        periodic image (wrapped by the halo, which is then left out of the statistics)."""
+        h, w = image.shape[-2:]
+        x = image.float()
+        if max(h, w) > self.stats_side:
+            f = self.stats_side / max(h, w)
+            size = (max(8, round(h * f) // 8 * 8), max(8, round(w * f) // 8 * 8))
+            x = nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+            x = x.clamp(0, 1)
+        halo = self.halo if tileable else 0
+        if halo:
+            x = nn.functional.pad(x, (halo, halo, halo, halo), mode="circular")
+        feat = self.pipeline.features(x.to(self.device).contiguous(memory_format=self.memory_format))
+        with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=self.pipeline.autocast):
+            set_bn_stats(self.pipeline.g_net, feat, border=halo // self.scale)
 
     # -- planning
 
@@ -311,7 +405,24 @@ class Decoder:
             x = nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
         H, W = x.shape[-2:]
         rows, cols = self.plan(H, W, tileable)
-        out = run_tiled(self._run, x, rows, cols, self.device, self.memory_format, progress)
+        if self.bn_stats == "running":
+            out = run_tiled(self._run, x, rows, cols, self.device, self.memory_format, progress)
+        else:  # G with each image's own BN statistics, then the same (tiled) decode
+            outs = []
+            for i in range(x.shape[0]):
+                xi = x[i : i + 1]
+                if len(rows) == len(cols) == 1 and not tileable and max(H, W) <= self.stats_side:
+                    # one untiled pass: measuring the statistics layer by layer is the decode
+                    xt = xi.to(self.device).contiguous(memory_format=self.memory_format)
+                    feat = self.pipeline.features(xt)
+                    with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=self.pipeline.autocast):
+                        y = set_bn_stats(self.pipeline.g_net, feat, through=True)
+                    assert y is not None
+                    outs.append(((y.float() + 1) * 0.5).to("cpu"))
+                else:
+                    self.set_image_stats(xi, tileable)
+                    outs.append(run_tiled(self._run, xi, rows, cols, self.device, self.memory_format, progress))
+            out = torch.cat(outs) if outs else run_tiled(self._run, x, rows, cols, self.device, self.memory_format)
         return out[..., :h0, :w0] if (ph or pw) else out
 
 
@@ -400,6 +511,10 @@ def _parser() -> argparse.ArgumentParser:
     from mgan import backends  # noqa: PLC0415  (--backend: mgan.backends)
 
     p.add_argument("--backend", choices=backends.CHOICES, default="auto", help=backends.HELP)
+    p.add_argument("--bn-stats", choices=BN_STATS, default="image",
+                   help="G's BatchNorm statistics: each image's own, measured once per image on it at most "
+                   f"{STATS_SIDE} px (the original's test-time mode, tiled = untiled), or the running ones of "
+                   "training (one G for all images, as the openvino/onnxruntime backends need)")
     n = p.add_argument_group("noise")
     n.add_argument("--octaves", type=int, default=6, help="Perlin octaves")
     n.add_argument("--persistence", type=float, default=0.5, help="Perlin amplitude ratio between octaves")
@@ -609,7 +724,8 @@ def _run(args: argparse.Namespace) -> int:
         w, h = (size, size) if isinstance(size, int) else (size or (512, 512))
         _check_target(args, w, h, "--size")
     decoder = Decoder(args.model, device=args.device, precision=args.precision, tile=tile,
-                      tile_memory_mb=args.tile_memory, compile=args.compile, backend=args.backend)
+                      tile_memory_mb=args.tile_memory, compile=args.compile, backend=args.backend,
+                      bn_stats=args.bn_stats)
     progress = not args.quiet
     if args.dry_run:
         what = {"noise": f"{args.noise} noise", "folder": f"{len(files)} images"}.get(mode, str(args.input))

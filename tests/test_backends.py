@@ -22,8 +22,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("backend", FAST)
-def test_tiled_and_tileable_decodes_match_torch(tiny_release, fp32_decoder, backend):
-    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=64, backend=backend)
+def test_tiled_and_tileable_decodes_match_torch(tiny_release, backend):
+    # The exported nets hold one G: the running BatchNorm statistics (decode.py's docstring)
+    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=64, backend=backend, bn_stats="running")
+    fp32_decoder = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, bn_stats="running")
     x = noise.perlin(168, 176, seed=1, scale=32.0)
     rows, cols = dec.plan(*x.shape[-2:])
     assert len(rows) > 2 and len(cols) > 2  # interior tiles: halos on every side
@@ -50,7 +52,7 @@ def test_video_frames_match_torch(tiny_release, tmp_path, monkeypatch, backend):
     monkeypatch.setattr(video.VideoWriter, "write", record)
     for name in ("torch", backend):
         assert decode.main(["--model", str(tiny_release), "--input", str(clip), "--out", str(tmp_path / f"{name}.mp4"),
-                            "--precision", "fp32", "--backend", name, "--quiet"]) == 0
+                            "--precision", "fp32", "--backend", name, "--bn-stats", "running", "--quiet"]) == 0
     assert len(frames["torch"]) == len(frames[backend]) == 3
     for a, b in zip(frames["torch"], frames[backend], strict=True):
         assert (a - b).abs().max().item() <= TOL
@@ -59,10 +61,12 @@ def test_video_frames_match_torch(tiny_release, tmp_path, monkeypatch, backend):
 @pytest.mark.parametrize("backend", FAST)
 def test_export_once_per_model(tiny_release, monkeypatch, backend):
     """A second decoder of the same model, at another tile shape, reuses the cached export."""
-    first = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend=backend)
+    first = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend=backend,
+                           bn_stats="running")
     first.decode(torch.rand(1, 3, 40, 48))
     monkeypatch.setattr(backends, "export_onnx", lambda *a: pytest.fail("exported twice"))
-    again = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend=backend)
+    again = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend=backend,
+                           bn_stats="running")
     assert again.decode(torch.rand(1, 3, 56, 32)).shape == (1, 3, 56, 32)
 
 
@@ -112,11 +116,24 @@ def test_auto_keeps_torch_within_the_margin_and_for_small_tiles(monkeypatch):
 
 def test_auto_is_torch_without_the_packages(tiny_release, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(backends, "installed", lambda name: name == "torch")
-    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend="auto")
+    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend="auto", bn_stats="running")
     assert dec.backend == "torch" and dec.dispatch is None
-    assert decode.main(["--model", str(tiny_release), "--noise", "perlin", "--size", "32",
+    assert decode.main(["--model", str(tiny_release), "--noise", "perlin", "--size", "32", "--bn-stats", "running",
                         "--out", str(tmp_path / "t.png")]) == 0
     assert "backend: torch (auto: openvino and onnxruntime are not installed" in capsys.readouterr().err
+
+
+def test_per_image_bn_statistics_keep_torch(tiny_release, tmp_path, monkeypatch, capsys):
+    """The default per-image BatchNorm statistics change G per image; an export holds one G:
+    auto keeps torch and says why, an explicit backend is one error line."""
+    monkeypatch.setattr(backends, "installed", lambda name: True)
+    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, backend="auto")
+    assert dec.bn_stats == "image" and dec.backend == "torch" and dec.dispatch is None
+    assert "bn-stats image" in dec.backend_reason
+    rc = decode.main(["--model", str(tiny_release), "--noise", "perlin", "--size", "32", "--backend", "openvino",
+                      "--out", str(tmp_path / "t.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and "--bn-stats running" in err, err
 
 
 def test_openvino_precision_hint():

@@ -39,18 +39,52 @@ def test_fold_batchnorm_matches_eval_mode_generator():
 
 
 def test_decode_matches_plain_reference_and_is_deterministic(fp32_decoder, tiny_release, encoder, synthetic_image):
-    """``(G_eval(VGG relu4_1(x)) + 1) / 2`` written out, with G's own BatchNorm (not folded) in eval
-    mode: the decode is that, image by image (batch statistics would mix the two images)."""
+    """``(G(VGG relu4_1(x)) + 1) / 2`` written out with G's own (unfolded) BatchNorm: in train
+    mode on each image alone for the default per-image statistics (the original's test-time
+    mode), in eval mode for ``bn_stats="running"``. Image by image either way: the other image
+    of the batch changes nothing."""
     x = torch.cat([synthetic_image, smooth_image(3)])
     y = fp32_decoder.decode(x)
     G, _ = load_release(tiny_release)
     with torch.no_grad():
-        ref = (G.eval()(encoder(x)["relu4_1"]) + 1) / 2
+        feat = encoder(x)["relu4_1"]
+        ref_running = (G.eval()(feat) + 1) / 2
+        for m in G.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.0  # train mode, buffers untouched
+        ref_image = torch.cat([(G.train()(feat[i : i + 1]) + 1) / 2 for i in range(2)])
+    assert fp32_decoder.bn_stats == "image"
     assert y.shape == x.shape and torch.isfinite(y).all()
-    torch.testing.assert_close(y, ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(y, ref_image, atol=1e-4, rtol=0)
+    assert (y - ref_running).abs().max() > 1e-2  # the two modes differ: the test can tell them apart
     assert torch.equal(y[1:], fp32_decoder.decode(x[1:]))  # the other image changes nothing
     assert torch.equal(y, fp32_decoder.decode(x))
     assert y.std() > 1e-3  # not a constant image
+    running = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, bn_stats="running")
+    torch.testing.assert_close(running.decode(x), ref_running, atol=1e-4, rtol=0)
+
+
+def test_image_statistics_come_from_a_downscaled_copy_above_stats_side(tiny_release):
+    """Above ``stats_side`` the statistics are measured on the image scaled to that side, so a
+    tiled decode (which never sees the whole image at once) equals the untiled one, and the
+    statistics are those of the scaled image's own untiled decode."""
+    x = noise.perlin(200, 264, seed=5, scale=32.0)
+    untiled = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, stats_side=112)
+    tiled = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=64, stats_side=112)
+    assert len(tiled.plan(200, 264)[0]) > 2
+    y = untiled.decode(x)
+    assert (tiled.decode(x) - y).abs().max() <= 1e-5
+    bns = [m for m in untiled.pipeline.g_net if isinstance(m, nn.BatchNorm2d)]
+    held = [m.running_mean.clone() for m in bns]
+    small = nn.functional.interpolate(x, size=(80, 112), mode="bilinear", antialias=True, align_corners=False)
+    other = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None)
+    other.decode(small.clamp(0, 1))
+    for a, m in zip(held, [m for m in other.pipeline.g_net if isinstance(m, nn.BatchNorm2d)], strict=True):
+        torch.testing.assert_close(a, m.running_mean, atol=1e-5, rtol=1e-5)
+    with pytest.raises(io.InputError, match="stats_side"):
+        decode.Decoder(tiny_release, stats_side=8)
+    with pytest.raises(io.InputError, match="bn_stats"):
+        decode.Decoder(tiny_release, bn_stats="batch")
 
 
 def test_decode_any_size_by_padding(fp32_decoder):
@@ -234,10 +268,13 @@ def test_4096_tiled_decode_in_bounded_memory(tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_decoder_matches_eager(tiny_release, request, synthetic_image):
+def test_compiled_decoder_matches_eager(tiny_release, synthetic_image):
     """--compile (Inductor with freezing) gives the eager decode up to bf16 rounding (fp32 where bf16 is emulated)."""
     precision = "bf16" if NATIVE_BF16 else "fp32"
-    compiled = decode.Decoder(tiny_release, device="cpu", precision=precision, tile=None, compile=True)
-    eager = request.getfixturevalue(f"{precision}_decoder")
+    compiled = decode.Decoder(tiny_release, device="cpu", precision=precision, tile=None, compile=True,
+                              bn_stats="running")
+    eager = decode.Decoder(tiny_release, device="cpu", precision=precision, tile=None, bn_stats="running")
     diff = (compiled.decode(synthetic_image) - eager.decode(synthetic_image)).abs()
     assert diff.mean() < 0.01 and diff.max() < 0.2, (diff.mean(), diff.max())
+    with pytest.raises(io.InputError, match="--bn-stats running"):  # freezing would keep one image's statistics
+        decode.Decoder(tiny_release, device="cpu", precision=precision, tile=None, compile=True)

@@ -113,7 +113,9 @@ def test_end_to_end_resume_release_decode(tiny_project, capsys):
     photo = io.load_image(root / "data" / "test" / "t0.png")
     y = Decoder(rel, device="cpu", precision="fp32").decode(photo)
     assert y.shape == photo.shape and torch.isfinite(y).all() and 0 <= y.min() and y.max() <= 1
-    # the release decodes like the trained G in eval mode (fp16 weights: small differences)
+    # the release decodes like the trained G in eval mode (fp16 weights: small differences),
+    # with its running BN statistics (the default per-image ones are decode.py's tests')
+    y = Decoder(rel, device="cpu", precision="fp32", bn_stats="running").decode(photo)
     cfg_obj = load_config(full / "config.yaml")
     (crops_file,) = (out / "cache").glob("*/crops-*.pt")
     tr = Trainer(cfg_obj, CropSet.from_state_dict(io.load_checkpoint(crops_file)), progress=False)
