@@ -9,6 +9,7 @@ checks that it does.
     default_style.png      MDAN's default ``--style`` (made by ``assets/make_default_style.py``)
     <name>.safetensors     bundled generators (:mod:`mgan.zoo`); ``picasso`` is the default model
     perceptual_sr4.pt      the x4 super-resolution network (:mod:`mgan.perceptual`, name ``sr4``)
+    perceptual_<style>.pt  Johnson et al. style networks (names ``picasso``, ``starry_night``)
 
 Nothing heavy is imported here: ``mgan --help`` and the zoo's listing stay fast.
 """
