@@ -13,17 +13,19 @@ Videos are read and written frame by frame with their timestamps (:mod:`mgan.vid
 
 **G's BatchNorm statistics** (``bn_stats``, CLI ``--bn-stats``). The original code left
 BN in train mode at test time: every output was normalised with its own batch's
-statistics. ``"image"`` (the default) does that per image, and so that tiling, batching
-and the exported backends' per-tile nets cannot change a pixel, it does it in two steps:
-the statistics of each BN input are measured once per image, untiled, on the image
-scaled to at most ``stats_side`` (1024 px) on its longest side (:meth:`Decoder.image_stats`),
-then folded with BN's affine into the preceding (fractionally-strided) convolutions, and
-the image is decoded, tiled or not, with that fixed G. ``"running"`` folds the running
-statistics of training instead (one G for every image: what an exported backend holds).
+statistics. ``"image"`` (the default) does that per image, and so that tiling and
+batching cannot change a pixel, it does it in two steps: the statistics of each BN input
+are measured once per image, untiled, on the image scaled to at most ``stats_side``
+(1024 px) on its longest side (:meth:`Decoder.set_image_stats`, :func:`set_bn_stats`) and
+written into G's BN buffers; then the image is decoded, tiled or not, by that fixed G in
+eval mode. An image that is decoded in one untiled pass anyway gets both in that pass.
+``"running"`` uses the running statistics of training instead, folded into the preceding
+(fractionally-strided) convolutions: one G for every image, which is what the exported
+backends and ``--compile`` hold.
 Measured with the bundled Picasso G (2-core AMD EPYC AVX-512-bf16; docs/decoding.md):
 the running statistics, made on 128 px training crops, give the photo's own style
 distance (SWD 0.641 vs the photo's 0.615 on imagenet100/test at 384 px) and pale, smooth
-Perlin textures (0.595 at 512 px); per-image statistics give 0.542 and 0.435, with the
+Perlin textures (0.595 at 512 px); per-image statistics give 0.541 and 0.435, with the
 self-portrait's dark outlines and ochre palette in flat regions.
 
 CLI::
@@ -157,7 +159,7 @@ class _Pipeline(nn.Module):
 
 
 @torch.no_grad()
-def set_bn_stats(g_net: nn.Sequential, feat: Tensor, through: bool = False, border: int = 0) -> Tensor | None:
+def set_bn_stats(g_net: nn.Module, feat: Tensor, through: bool = False, border: int = 0) -> Tensor | None:
     """Give every BatchNorm of ``g_net`` its input's statistics on ``feat``, in order.
 
     Runs the flat, eval-mode ``g_net`` layer by layer on ``feat`` ``[1, C, h, w]``: at each
@@ -169,9 +171,10 @@ def set_bn_stats(g_net: nn.Sequential, feat: Tensor, through: bool = False, bord
     ``border`` (in ``feat`` cells, scaled with each layer's resolution) is left out of the
     statistics: the wrap-around halo of a tileable image, whose core is the periodic decode.
     """
-    last = max((i for i, m in enumerate(g_net) if isinstance(m, nn.BatchNorm2d)), default=-1)
+    layers = list(g_net.children())  # G.net is a flat nn.Sequential
+    last = max((i for i, m in enumerate(layers) if isinstance(m, nn.BatchNorm2d)), default=-1)
     x = feat
-    for i, m in enumerate(g_net):
+    for i, m in enumerate(layers):
         if i > last and not through:
             return None
         if isinstance(m, nn.BatchNorm2d):
