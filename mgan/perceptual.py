@@ -51,8 +51,8 @@ takes ``--steps``.
 **Content weight** (style task): 20 on relu3_3, not fast-neural-style's 1. Measured (2-core
 AMD EPYC AVX-512-bf16, Picasso self-portrait, the 253 training photos): with content 1 the
 network drew the style's texture alone, the photo gone by step 750; its content loss never
-fell in 1,275 steps while the style loss fell 25x. Our loss network is VGG-19, not
-fast-neural-style's VGG-16, and its relu3_3/relu4_3 are different layers. At step 300,
+fell in 1,275 steps while the style loss fell 25x. A likely reason, not isolated: our loss
+network is VGG-19, not fast-neural-style's VGG-16, whose relu3_3/relu4_3 differ. At step 300,
 ``mgan.evaluate`` on three photos at 256 px (photo SWD 0.542): content 20 gave SWD 0.449
 at content distance 0.543, content 50 gave 0.465 at 0.413; both keep the photo, 20 moves
 it further toward the style, at Gatys's content distance (0.61) or less.
