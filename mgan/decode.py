@@ -152,6 +152,11 @@ class _Pipeline(nn.Module):
         """G on encoder features: ``[N, 512, h/8, w/8]`` -> ``[N, 3, h, w]`` float32 in ``[0, 1]``."""
         with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             y = self.g_net(feat)
+        return self.to_unit(y)
+
+    @staticmethod
+    def to_unit(y: Tensor) -> Tensor:
+        """G's tanh output in ``[-1, 1]`` as float32 in ``[0, 1]``."""
         return (y.float() + 1) * 0.5
 
     def forward(self, x: Tensor) -> Tensor:
@@ -421,7 +426,7 @@ class Decoder:
                     with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=self.pipeline.autocast):
                         y = set_bn_stats(self.pipeline.g_net, feat, through=True)
                     assert y is not None
-                    outs.append(((y.float() + 1) * 0.5).to("cpu"))
+                    outs.append(self.pipeline.to_unit(y).to("cpu"))
                 else:
                     self.set_image_stats(xi, tileable)
                     outs.append(run_tiled(self._run, xi, rows, cols, self.device, self.memory_format, progress))

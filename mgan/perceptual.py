@@ -511,7 +511,7 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a.add_argument("--checkpoint", type=resolve_checkpoint, required=True,
                    help=f"final.pt or checkpoint.pt of a run, or a bundled network: {', '.join(BUNDLED)} "
-                   "(x4 super-resolution, relu2_2 loss)")
+                   "(sr4: x4 super-resolution; picasso, starry_night: style networks)")
     g = a.add_mutually_exclusive_group(required=True)
     g.add_argument("--content", type=Path, help="one image")
     g.add_argument("--content-dir", type=Path, help="every image in a folder")
