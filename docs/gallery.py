@@ -8,6 +8,10 @@ model, look at the result, and commit the JPEG::
 
     python docs/gallery.py                                   # tubingen, golden_gate, chicago
     python docs/gallery.py --photos a.jpg b.jpg --size 384 --out /tmp/gallery.jpg
+    python docs/gallery.py --card wave     # docs/models/wave.jpg: the picture of wave's card
+
+``--card NAME`` makes one model's card picture instead: each photo beside its decode, then
+the Perlin decode, in one row (default photos tubingen and potrait1, cells 256 px high).
 
 The default photos are from ``../shared/data/photo`` (Tübingen is CC BY 3.0; see
 docs/data.md for the others' status). Prints one line per style with its decode time.
@@ -27,6 +31,7 @@ from mgan.noise import DECODE_SCALE, make_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "chicago.jpg")
+CARD_PHOTOS = ("tubingen.jpg", "potrait1.jpg")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,34 +40,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", type=Path, nargs="+", default=None,
                    help="photos (default: tubingen, golden_gate, chicago from ../shared/data/photo)")
     p.add_argument("--size", type=int, default=256, help="longest side of each decode (default 256)")
-    p.add_argument("--cell", type=int, default=192, help="height of each cell in the gallery (default 192)")
+    p.add_argument("--cell", type=int, default=None,
+                   help="height of each cell (default 192; 256 with --card)")
     p.add_argument("--seed", type=int, default=3, help="seed of the Perlin noise")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "gallery.jpg")
+    p.add_argument("--card", metavar="NAME", default=None,
+                   help="write only this bundled model's card picture (default out: docs/models/NAME.jpg)")
+    p.add_argument("--out", type=Path, default=None, help="output image (default docs/gallery.jpg)")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     return cli.run(lambda: _run(args), args=args)
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.size < 32 or args.cell < 32:
-        raise InputError(f"--size and --cell must be >= 32, got {args.size} and {args.cell}")
-    photos = args.photos or [ROOT.parent / "shared" / "data" / "photo" / n for n in DEFAULT_PHOTOS]
-    io.check_output_image(args.out)
+    cell = args.cell or (256 if args.card else 192)
+    if args.size < 32 or cell < 32:
+        raise InputError(f"--size and --cell must be >= 32, got {args.size} and {cell}")
+    names = CARD_PHOTOS if args.card else DEFAULT_PHOTOS
+    photos = args.photos or [ROOT.parent / "shared" / "data" / "photo" / n for n in names]
+    models = {args.card: zoo.resolve(args.card)} if args.card else zoo.bundled()
+    out = args.out or (ROOT / "docs" / "models" / f"{args.card}.jpg" if args.card else ROOT / "docs" / "gallery.jpg")
+    io.check_output_image(out)
     images = [io.load_image(p, max_side=args.size, min_side=16) for p in photos]  # each checked before any work
-    models = zoo.bundled()
     if not models:
         raise InputError("no bundled generators in mgan/assets")
     device = cli.resolve_device(args.device)
     noise = make_noise("perlin", args.size, args.size, seed=args.seed, scale=DECODE_SCALE["perlin"])
-    rows = [[io.resize_to_height(x, args.cell) for x in [*images, noise]]]
+    if args.card:
+        dec = Decoder(models[args.card], device=device)
+        cells = [c for x in images for c in (x, dec.decode(x).cpu())] + [dec.decode(noise).cpu()]
+        io.save_image(io.make_grid([[io.resize_to_height(c, cell) for c in cells]]), out)
+        print(f"wrote {out} (card picture of {args.card})")
+        return 0
+    rows = [[io.resize_to_height(x, cell) for x in [*images, noise]]]
     for name, path in models.items():
         dec = Decoder(path, device=device)
         t0 = time.perf_counter()
         outs = [dec.decode(x) for x in [*images, noise]]
         print(f"{name}: {len(outs)} decodes at {args.size} px in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        rows.append([io.resize_to_height(y.cpu(), args.cell) for y in outs])
-    io.save_image(io.make_grid(rows), args.out)
-    print(f"wrote {args.out} ({len(models)} styles x {len(images)} photos + Perlin noise)")
+        rows.append([io.resize_to_height(y.cpu(), cell) for y in outs])
+    io.save_image(io.make_grid(rows), out)
+    print(f"wrote {out} ({len(models)} styles x {len(images)} photos + Perlin noise)")
     return 0
 
 
