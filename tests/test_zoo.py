@@ -58,9 +58,18 @@ def test_picasso_card_says_it_is_not_public_domain_everywhere():
     assert "not public domain" in card["licence"].lower()
 
 
+@pytest.mark.parametrize("name", sorted(set(zoo.bundled()) - {"picasso"}))
+def test_zoo_models_are_public_domain_and_say_how_they_were_trained(name):
+    card = zoo.read_card(zoo.resolve(name))
+    assert "public domain" in card["licence"].lower() and "not public domain" not in card["licence"].lower()
+    assert "experiments/zoo.yaml" in card["notes"] and card["photos"] == 20 and card["steps"] == 600
+    assert card["metrics"]["swd_mean"] > 0
+
+
 def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(io.InputError, match=r"unknown style 'starry'.*picasso"):
         zoo.resolve("starry")
+    assert set(zoo.bundled()) >= {"picasso", "starry_night", "wave", "the_scream", "composition_vii", "shipwreck"}
 
 
 def test_listing_has_one_line_per_model():
@@ -90,7 +99,7 @@ def test_decode_by_style_name(tmp_path, synthetic_image, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--style", "vermeer"], "unknown style 'vermeer'; bundled models: picasso"),
+        (["--style", "vermeer"], "unknown style 'vermeer'; bundled models: " + ", ".join(sorted(zoo.bundled()))),
         (["--style", "picasso", "--model", "{mine}"], "not both"),
     ],
 )
