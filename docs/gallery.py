@@ -57,19 +57,20 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--size and --cell must be >= 32, got {args.size} and {cell}")
     names = CARD_PHOTOS if args.card else DEFAULT_PHOTOS
     photos = args.photos or [ROOT.parent / "shared" / "data" / "photo" / n for n in names]
-    models = {args.card: zoo.resolve(args.card)} if args.card else zoo.bundled()
-    out = args.out or (ROOT / "docs" / "models" / f"{args.card}.jpg" if args.card else ROOT / "docs" / "gallery.jpg")
+    card = zoo.resolve(args.card).stem if args.card else None  # " Wave" -> wave
+    models = {card: zoo.resolve(card)} if card else zoo.bundled()
+    out = args.out or (ROOT / "docs" / "models" / f"{card}.jpg" if card else ROOT / "docs" / "gallery.jpg")
     io.check_output_image(out)
     images = [io.load_image(p, max_side=args.size, min_side=16) for p in photos]  # each checked before any work
     if not models:
         raise InputError("no bundled generators in mgan/assets")
     device = cli.resolve_device(args.device)
     noise = make_noise("perlin", args.size, args.size, seed=args.seed, scale=DECODE_SCALE["perlin"])
-    if args.card:
-        dec = Decoder(models[args.card], device=device)
+    if card:
+        dec = Decoder(models[card], device=device)
         cells = [c for x in images for c in (x, dec.decode(x).cpu())] + [dec.decode(noise).cpu()]
         io.save_image(io.make_grid([[io.resize_to_height(c, cell) for c in cells]]), out)
-        print(f"wrote {out} (card picture of {args.card})")
+        print(f"wrote {out} (card picture of {card})")
         return 0
     rows = [[io.resize_to_height(x, cell) for x in [*images, noise]]]
     for name, path in models.items():
