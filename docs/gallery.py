@@ -57,8 +57,9 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--size and --cell must be >= 32, got {args.size} and {cell}")
     names = CARD_PHOTOS if args.card else DEFAULT_PHOTOS
     photos = args.photos or [ROOT.parent / "shared" / "data" / "photo" / n for n in names]
-    card = zoo.resolve(args.card).stem if args.card else None  # " Wave" -> wave
-    models = {card: zoo.resolve(card)} if card else zoo.bundled()
+    card_path = zoo.resolve(args.card) if args.card else None
+    card = card_path.stem if card_path else None  # " Wave" -> wave
+    models = {card: card_path} if card and card_path else zoo.bundled()
     out = args.out or (ROOT / "docs" / "models" / f"{card}.jpg" if card else ROOT / "docs" / "gallery.jpg")
     io.check_output_image(out)
     images = [io.load_image(p, max_side=args.size, min_side=16) for p in photos]  # each checked before any work
