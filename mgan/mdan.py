@@ -55,6 +55,11 @@ class MDANConfig:
     size: int = 384  # longest side of the output (guided: photo resized to it), multiple of 8
     style_size: int = 384  # longest side of the style image before augmentation
     iterations: int = 125  # D step + image step per iteration (original: 5 x 25)
+    # Coarse-to-fine (off by default: the paper's single scale): this many iterations on the
+    # image and the style both scaled by coarse_scale first, then ``iterations`` at full size
+    # from the upsampled result. A coarse iteration costs ~coarse_scale^2 of a full one.
+    coarse_iterations: int = 0
+    coarse_scale: float = 0.5
     content_weight: float = 5e-4  # alpha_1 on the mean relu5_1 MSE (paper: 1 with [-1,1] VGG inputs; README)
     tv_weight: float = 30.0  # alpha_2 on the mean squared neighbour difference of the [-1,1] image (README)
     # Unguided synthesis starts from flat noise with no structure to keep, and D's early
@@ -97,8 +102,11 @@ class MDANConfig:
             raise ConfigError(f"style_size: must be >= 16, got {self.style_size}")
         if self.d_warmup < 0:
             raise ConfigError(f"d_warmup: must be >= 0, got {self.d_warmup}")
-        if self.iterations < 0:
-            raise ConfigError(f"iterations: must be >= 0, got {self.iterations}")
+        if self.iterations < 0 or self.coarse_iterations < 0:
+            raise ConfigError(f"iterations and coarse_iterations: must be >= 0, got {self.iterations}, "
+                              f"{self.coarse_iterations}")
+        if not 0 < self.coarse_scale < 1:
+            raise ConfigError(f"coarse_scale: must be in (0, 1), got {self.coarse_scale}")
         for name in ("content_weight", "tv_weight", "unguided_tv_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
@@ -151,6 +159,12 @@ def postprocess(x: Tensor, mode: str, style_colour: tuple[Tensor, Tensor] | None
     return (y - y.min()) / (y.max() - y.min()).clamp_min(1e-8)
 
 
+def _resize(x: Tensor, hw: tuple[int, int]) -> Tensor:
+    """Bilinear resize of ``[N, C, H, W]`` to ``hw`` (antialiased when shrinking; values not clipped)."""
+    shrink = hw[0] < x.shape[-2] or hw[1] < x.shape[-1]
+    return torch.nn.functional.interpolate(x, size=hw, mode="bilinear", antialias=shrink, align_corners=False)
+
+
 class MDAN:
     """Adversarial deconvolution against a style image, with a D that persists.
 
@@ -189,6 +203,10 @@ class MDAN:
                                     config.patch_stride).to(self.device)
         self.images_done = 0
         self.pool = self._style_pool(style)
+        self._style = style.cpu()  # for the coarse stage's pool, built on first use
+        self._coarse_pool: list[Tensor] | None = None
+        if config.coarse_iterations:
+            self.coarse_pool()  # a style too small for it fails here, before any work
         self.style_mean = style.mean((2, 3), keepdim=True).to(self.device)  # [1, 3, 1, 1]
         mean, cov = colour.moments(style)
         self.style_colour = (mean.to(self.device), cov.to(self.device))  # mean [3,1], cov [3,3]
@@ -233,25 +251,38 @@ class MDAN:
 
     # -- real and synthesised scores ----------------------------------------------
 
-    def _real_scores(self, count: int, fake_hw: tuple[int, int]) -> Tensor:
-        """Scores of ``count`` real patches drawn from the style pool, ``[count]``.
+    def coarse_pool(self) -> list[Tensor]:
+        """The style pool of the coarse stage: the style scaled by ``coarse_scale``, so that a
+        coarse patch, upsampled, matches a full-size style patch (built once)."""
+        if self._coarse_pool is None:
+            s, k = self._style, self.cfg.coarse_scale
+            small = _resize(s, (max(1, round(s.shape[-2] * k)), max(1, round(s.shape[-1] * k))))
+            try:
+                self._coarse_pool = self._style_pool(small)
+            except InputError as exc:
+                raise InputError(f"{exc} (the coarse stage scales the style by {k}; or --coarse-iterations 0)") from None
+        return self._coarse_pool
+
+    def _real_scores(self, count: int, fake_hw: tuple[int, int], pool: list[Tensor] | None = None) -> Tensor:
+        """Scores of ``count`` real patches drawn from the style pool (default ``self.pool``), ``[count]``.
 
         In ``maps`` mode the real maps are crops of at most ``fake_hw`` (the synthesised
         map's size), so real and synthesised windows see the same amount of border.
         """
         cfg, g = self.cfg, self.generator
+        pool = self.pool if pool is None else pool
         if cfg.d_input == "patches":
-            real = patches.sample_patches(self.pool, count, cfg.patch_size, generator=g)
+            real = patches.sample_patches(pool, count, cfg.patch_size, generator=g)
             return self.D(real).flatten()
         # maps: crops of the pool maps of one common size, scored as whole maps
-        h = min(min(f.shape[2] for f in self.pool), fake_hw[0])
-        w = min(min(f.shape[3] for f in self.pool), fake_hw[1])
+        h = min(min(f.shape[2] for f in pool), fake_hw[0])
+        w = min(min(f.shape[3] for f in pool), fake_hw[1])
         per_crop = ((h - cfg.patch_size) // cfg.patch_stride + 1) * ((w - cfg.patch_size) // cfg.patch_stride + 1)
         k = math.ceil(count / per_crop)
-        which = torch.randint(len(self.pool), (k,), generator=g).tolist()
+        which = torch.randint(len(pool), (k,), generator=g).tolist()
         crops = []
         for i in which:
-            f = self.pool[i]
+            f = pool[i]
             y = int(torch.randint(f.shape[2] - h + 1, (1,), generator=g))
             x = int(torch.randint(f.shape[3] - w + 1, (1,), generator=g))
             crops.append(f[..., y : y + h, x : x + w])
@@ -259,23 +290,23 @@ class MDAN:
         keep = torch.randperm(scores.numel(), generator=g)[:count].to(scores.device)
         return scores[keep]
 
-    def _d_step(self, fake_feat: Tensor, opt_d: torch.optim.Optimizer) -> Tensor:
+    def _d_step(self, fake_feat: Tensor, opt_d: torch.optim.Optimizer, pool: list[Tensor] | None = None) -> Tensor:
         """One D update: real patches +1, synthesised -1 (Eq. 2's classifier, trained on the fly)."""
         with self._autocast():
             fake = self._fake_scores(fake_feat)
-            real = self._real_scores(fake.numel(), (fake_feat.shape[-2], fake_feat.shape[-1]))
+            real = self._real_scores(fake.numel(), (fake_feat.shape[-2], fake_feat.shape[-1]), pool)
             loss_d = losses.hinge(real, 1.0) + losses.hinge(fake, -1.0)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         return loss_d.detach()
 
-    def _warm_up_d(self, x0: Tensor, opt_d: torch.optim.Optimizer, steps: int) -> None:
+    def _warm_up_d(self, x0: Tensor, opt_d: torch.optim.Optimizer, steps: int, pool: list[Tensor]) -> None:
         """D-only steps against the (fixed) initial image, so deconvolution starts with an informed D."""
         with torch.no_grad():
             feat = self.encoder(x0, [self.cfg.d_layer])[self.cfg.d_layer]
         for _ in range(steps):
-            self._d_step(feat, opt_d)
+            self._d_step(feat, opt_d, pool)
 
     def _fake_scores(self, feat: Tensor) -> Tensor:
         """Scores of every grid patch of the synthesised map ``[1, C, h, w]`` -> ``[P]``."""
@@ -337,12 +368,18 @@ class MDAN:
     ) -> tuple[Tensor, MDANStats]:
         """Synthesise one image.
 
+        With ``config.coarse_iterations`` > 0 the image first runs that many iterations at
+        ``coarse_scale`` against a style pool of the style at that scale (one D serves both
+        scales), then ``iterations`` at full size from the upsampled result; images whose
+        coarse size would be below ``min_side`` skip the coarse stage.
+
         Args:
             content: guidance photo ``[1, 3, H, W]`` in ``[0, 1]`` (guided synthesis, the
                 image starts from it); None for unguided synthesis from noise.
             size: ``(H, W)`` of an unguided output (default ``size x size``).
-            iterations: overrides ``config.iterations``.
-            callback: called as ``callback(i, image [1,3,H,W] in [0,1], losses)`` each iteration.
+            iterations: overrides ``config.iterations`` (the full-size stage).
+            callback: called as ``callback(i, image [1,3,H,W] in [0,1], losses)`` each iteration
+                (with ``coarse_iterations``, the first ones get the coarse image).
             init: the start image ``[1, 3, H, W]`` in ``[0, 1]`` instead of the photo (guided; the
                 content target stays the photo's) or the noise (unguided; ``size`` is then
                 ignored), e.g. an upsampled coarser result; it sets the output's size.
@@ -375,30 +412,80 @@ class MDAN:
                 f"image {x0.shape[-1]}x{x0.shape[-2]} is too small: each side must be >= {cfg.min_side} "
                 f"pixels for {cfg.patch_size}x{cfg.patch_size} patches on {cfg.d_layer}"
             )
-        taps_needed = {cfg.d_layer} | ({cfg.content_layer} if target is not None else set())
-        mode = cfg.postprocess if content is not None else cfg.unguided_postprocess
-        # The optimised variable lives in [-1, 1] as in the original code, so lr 0.02 means the same step.
-        xv = (x0 * 2 - 1).requires_grad_(True)
-        opt_x = torch.optim.Adam([xv], lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        guided = content is not None
+        mode = cfg.postprocess if guided else cfg.unguided_postprocess
         opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, 0.999))
         self.D.train()
-        if cfg.d_warmup:
-            self._warm_up_d(x0, opt_d, cfg.d_warmup)
+        coarse_hw = self.coarse_size(x0.shape[-2], x0.shape[-1]) if cfg.coarse_iterations else None
+        n_coarse = cfg.coarse_iterations if coarse_hw is not None else 0
         stats = MDANStats()
         t0 = time.perf_counter()
         from tqdm import tqdm  # noqa: PLC0415
 
-        # disabled without progress: it then iterates the range and set_postfix does nothing
-        bar = tqdm(range(iterations), desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr, disable=not progress)
-        for it in bar:
+        # disabled without progress: it then counts nothing and set_postfix does nothing
+        bar = tqdm(total=n_coarse + iterations, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr,
+                   disable=not progress)
+        run = dict(opt_d=opt_d, guided=guided, mode=mode, stats=stats, bar=bar, callback=callback)
+        if coarse_hw is not None:
+            # Coarse stage: photo, start image and style all at coarse_scale; its result, upsampled,
+            # starts the full-size stage (the content target there stays the full photo's).
+            target_c = None
+            if target is not None:
+                with torch.no_grad():
+                    target_c = self.encoder(_resize(content, coarse_hw))[cfg.content_layer].float()
+            if cfg.d_warmup:
+                self._warm_up_d(_resize(x0, coarse_hw), opt_d, cfg.d_warmup, self.coarse_pool())
+            coarse = self._deconvolve(_resize(x0, coarse_hw), target_c, self.coarse_pool(), n_coarse, **run)
+            x0 = _resize(coarse, (x0.shape[-2], x0.shape[-1]))
+        elif cfg.d_warmup:
+            self._warm_up_d(x0, opt_d, cfg.d_warmup, self.pool)
+        x = self._deconvolve(x0, target, self.pool, iterations, offset=n_coarse, **run)
+        bar.close()
+        self.images_done += 1
+        stats.iterations = n_coarse + iterations
+        stats.seconds = time.perf_counter() - t0
+        out = postprocess(x, mode, self.style_colour)
+        return out.float().cpu(), stats
+
+    def coarse_size(self, h: int, w: int) -> tuple[int, int] | None:
+        """``(h, w)`` of the coarse stage for an ``h x w`` image: scaled by ``coarse_scale`` and
+        rounded to a multiple of 8; None (no coarse stage) where a side would fall below ``min_side``."""
+        hc, wc = (8 * round(side * self.cfg.coarse_scale / 8) for side in (h, w))
+        return (hc, wc) if min(hc, wc) >= self.cfg.min_side else None
+
+    def _deconvolve(
+        self,
+        x0: Tensor,
+        target: Tensor | None,
+        pool: list[Tensor],
+        iterations: int,
+        opt_d: torch.optim.Optimizer,
+        guided: bool,
+        mode: str,
+        stats: MDANStats,
+        bar,  # noqa: ANN001 - a tqdm bar
+        callback: Callable[[int, Tensor, dict[str, float]], None] | None,
+        offset: int = 0,
+    ) -> Tensor:
+        """``iterations`` of Eq. 1 from ``x0`` ``[1, 3, H, W]`` against real patches of ``pool``;
+        returns the image ``[1, 3, H, W]`` before postprocessing (``[0, 1]`` nominally, unclipped).
+
+        Losses are appended to ``stats``; ``callback`` gets iteration numbers from ``offset``.
+        """
+        cfg = self.cfg
+        taps_needed = {cfg.d_layer} | ({cfg.content_layer} if target is not None else set())
+        # The optimised variable lives in [-1, 1] as in the original code, so lr 0.02 means the same step.
+        xv = (x0 * 2 - 1).detach().requires_grad_(True)
+        opt_x = torch.optim.Adam([xv], lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        for it in range(offset, offset + iterations):
             x = (xv + 1) / 2
             feats = self.encoder(x, taps_needed)
             feat = feats[cfg.d_layer].float() if self.precision == "fp32" else feats[cfg.d_layer]
             if cfg.blend:
                 feat = patches.blend_gradients(feat, cfg.patch_size, cfg.patch_stride)
-            loss_d = self._d_step(feat.detach(), opt_d)
+            loss_d = self._d_step(feat.detach(), opt_d, pool)
             # Image step: synthesised patches +1 against the updated D, plus content and TV.
-            terms = self.image_terms(xv, feats, feat, target, guided=content is not None)
+            terms = self.image_terms(xv, feats, feat, target, guided=guided)
             loss = terms["texture"] + terms["content"] + terms["tv"]
             loss_t, loss_c = terms["hinge"], terms["content_mse"]
             (grad,) = torch.autograd.grad(loss, [xv])  # no D weight grads: only the image moves
@@ -407,15 +494,12 @@ class MDAN:
             stats.texture_loss.append(loss_t.item())
             stats.d_loss.append(loss_d.item())
             stats.content_loss.append(loss_c.item())
+            bar.update()
             bar.set_postfix(tex=f"{loss_t.item():.3f}", d=f"{loss_d.item():.3f}")
             if callback is not None:
                 callback(it, postprocess((xv.detach() + 1) / 2, mode, self.style_colour), {
                     "texture": stats.texture_loss[-1], "d": stats.d_loss[-1], "content": stats.content_loss[-1]})
-        self.images_done += 1
-        stats.iterations = iterations
-        stats.seconds = time.perf_counter() - t0
-        out = postprocess((xv.detach() + 1) / 2, mode, self.style_colour)
-        return out.float().cpu(), stats
+        return (xv.detach() + 1) / 2
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -439,7 +523,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=d.size, help="longest side (guided) or side (unguided), multiple of 8")
     p.add_argument("--height", type=int, default=None, help="unguided output height (default: --size)")
     p.add_argument("--style-size", type=int, default=d.style_size, help="longest side of the style image")
-    p.add_argument("--iterations", type=int, default=d.iterations)
+    p.add_argument("--iterations", type=int, default=d.iterations, help="iterations at full size")
+    p.add_argument("--coarse-iterations", type=int, default=d.coarse_iterations,
+                   help="coarse-to-fine: this many iterations at --coarse-scale first (0: off, the paper's schedule; "
+                   "e.g. --coarse-iterations 20 --iterations 45 --lr 0.045 with a warm D, docs/calibration.md)")
+    p.add_argument("--coarse-scale", type=float, default=d.coarse_scale, help="image and style scale of the coarse stage")
     p.add_argument("--content-weight", type=float, default=d.content_weight, help="alpha_1 (relu5_1 MSE)")
     p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="alpha_2 (TV prior), guided synthesis")
     p.add_argument("--unguided-tv-weight", type=float, default=d.unguided_tv_weight,

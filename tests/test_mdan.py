@@ -306,3 +306,31 @@ def test_cli_save_every_writes_frames_next_to_the_output(tmp_path):
     assert sorted(p.name for p in frames.iterdir()) == ["t_00002.png", "t_00004.png"]
     assert torch.equal(io.load_image(frames / "t_00004.png"), io.load_image(out))
     assert not torch.equal(io.load_image(frames / "t_00002.png"), io.load_image(out))
+
+
+def test_coarse_to_fine_runs_the_coarse_stage_first(tiny_encoder, synthetic_image):
+    """``coarse_iterations``: the first iterations see the image at ``coarse_scale`` against a pool of
+    the style at that scale, the rest at full size; seeds reproduce, and an image whose coarse size
+    would be below ``min_side`` skips the coarse stage."""
+    cfg = MDANConfig(**{**TINY, "iterations": 2, "coarse_iterations": 3})
+    m = MDAN(_style(), cfg, encoder=tiny_encoder)
+    sizes = []
+    out, stats = m.synthesize(synthetic_image, callback=lambda i, img, _: sizes.append((i, *img.shape[-2:])))
+    assert sizes == [(0, 32, 32), (1, 32, 32), (2, 32, 32), (3, 64, 64), (4, 64, 64)]
+    assert out.shape == synthetic_image.shape and torch.isfinite(out).all()
+    assert stats.iterations == 5 and len(stats.texture_loss) == 5
+    assert [f.shape[-1] for f in m.coarse_pool()] == [f.shape[-1] // 2 for f in m.pool]
+    again, _ = MDAN(_style(), cfg, encoder=tiny_encoder).synthesize(synthetic_image)
+    assert torch.equal(out, again)
+    single, _ = MDAN(_style(), MDANConfig(**{**TINY, "iterations": 5}), encoder=tiny_encoder).synthesize(synthetic_image)
+    assert not torch.equal(out, single)
+    assert m.coarse_size(40, 64) is None  # 40 * 0.5 -> 24 < min_side 32
+    _, stats = m.synthesize(synthetic_image[..., :40, :])
+    assert stats.iterations == 2
+
+
+@pytest.mark.parametrize("args", [["--coarse-scale", "1.5"], ["--coarse-iterations", "-1"]])
+def test_cli_rejects_bad_coarse_schedule(args, capsys):
+    assert main([*args, "--iterations", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "coarse" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
