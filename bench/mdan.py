@@ -8,6 +8,8 @@ a Gatys style transfer of the same photo by the ``pastiche`` CLI (an external pe
 scale. Each MDAN variant runs ``--iters`` timed iterations after 2 warm-up iterations;
 the per-image time is ``125 x`` that (``--full`` runs all 125 and times them instead).
 pastiche runs ``--pastiche-steps`` L-BFGS steps; its 1000-step time is extrapolated.
+``--schedules`` times whole images of the paper's schedule and of coarse-to-fine ones
+(issue #11: the fast schedule's share of the paper's time, same run).
 
     python bench/mdan.py                       # ~5-10 min on 2 CPU cores
     python bench/mdan.py --full --variants bf16-maps
@@ -32,12 +34,17 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MGAN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-def time_mdan(precision: str, d_input: str, size: int, iters: int, full: bool) -> tuple[float, float]:
-    """Return (seconds per iteration, seconds per 125-iteration image)."""
+def time_mdan(precision: str, d_input: str, size: int, iters: int, full: bool,
+              schedule: tuple[int, int, float] | None = None) -> tuple[float, float]:
+    """Return (seconds per iteration, seconds per image); ``schedule`` = (coarse, full-size
+    iterations, lr) of a coarse-to-fine image, always timed whole (s / iteration is then the mean)."""
     from mgan import io
     from mgan.mdan import MDAN, MDANConfig
 
     cfg = MDANConfig(size=size, style_size=size, precision=precision, d_input=d_input)
+    if schedule is not None:
+        cfg.coarse_iterations, cfg.iterations, cfg.lr = schedule
+        full = True
     style = io.load_image(DATA / "style" / "picasso.jpg", max_side=size)
     content = io.load_image(DATA / "photo" / "tubingen.jpg", max_side=size, multiple=8)
     content = torch.nn.functional.interpolate(content, size=(size, size), mode="bilinear", antialias=True)
@@ -45,8 +52,11 @@ def time_mdan(precision: str, d_input: str, size: int, iters: int, full: bool) -
     m = MDAN(style, cfg)
     setup = time.perf_counter() - t_setup
     if full:
+        if schedule is not None:  # oneDNN primitives of both sizes, and the coarse pool, outside the timing
+            m.synthesize(content, iterations=1)
         _, stats = m.synthesize(content, iterations=cfg.iterations)
-        return stats.seconds / cfg.iterations, stats.seconds + setup
+        # a schedule's row is the image's own work: batch mode builds VGG and the pools once
+        return stats.seconds / stats.iterations, stats.seconds + (setup if schedule is None else 0.0)
     m.synthesize(content, iterations=2)  # warm-up: oneDNN primitive creation
     _, stats = m.synthesize(content, iterations=iters)
     per_iter = stats.seconds / iters
@@ -77,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=None,
                    help="PRECISION-DINPUT,... with PRECISION fp32, bf16 or auto and DINPUT maps or patches "
                    "(default: fp32-maps,bf16-maps,bf16-patches where bf16 is native, else fp32-maps,fp32-patches)")
+    p.add_argument("--schedules", default="0+125@0.02,20+45@0.045",
+                   help="COARSE+FULL@LR,...: coarse-to-fine schedules timed whole in the auto precision, maps D "
+                   "(0+125@0.02 is the paper's, 20+45@0.045 the fast one of docs/calibration.md; '' skips); "
+                   "the ratio is against the first")
     p.add_argument("--pastiche-steps", type=int, default=10, help="0 skips the pastiche peer")
     args = p.parse_args(argv)
     if not (DATA / "photo").is_dir():
@@ -100,6 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         per_iter, per_image = time_mdan(precision, d_input, args.size, args.iters, args.full)
         rows.append((f"MDAN {precision} D on {d_input}", per_iter, per_image, ceil[precision]))
         print(f"  measured {variant}: {per_iter:.3f} s/iter", flush=True)
+    base = None
+    for sched in filter(None, args.schedules.split(",")):
+        steps, lr = sched.split("@")
+        coarse, fine = (int(v) for v in steps.split("+"))
+        precision = prec.resolve("auto", "cpu")
+        per_iter, per_image = time_mdan(precision, "maps", args.size, 0, True, (coarse, fine, float(lr)))
+        base = base or per_image
+        label = (f"{coarse} at 1/2 + {fine} full" if coarse else f"{fine} full") + f", lr {lr}"
+        rows.append((f"MDAN {precision} schedule {label}: {per_image / base:.0%} of the first", per_iter, per_image,
+                     None))
+        print(f"  measured schedule {sched}: {per_image:.1f} s/image", flush=True)
     if args.pastiche_steps:
         step, thousand, rss = time_pastiche(args.size, args.pastiche_steps)
         rows.append((f"pastiche Gatys fp32 L-BFGS (x1000 steps, {rss:.1f} GB)", step, thousand, None))
@@ -109,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, per_iter, per_image, ceiling in rows:
         print(f"| {name} | {per_iter:.3f} | {per_image:.1f} | {per_image / 30:.2f}x "
               f"| {_common.share(vgg_gflop, per_iter, ceiling)} |")
-    print(f"\nMDAN image = 125 iterations (+ setup: VGG load, 18-copy style pool); paper: ~60 s on a Titan X. "
+    print(f"\nMDAN image = 125 iterations (+ setup: VGG load, 18-copy style pool; schedule rows: the image alone, "
+          "s / iteration their mean over both sizes); paper: ~60 s on a Titan X. "
           f"VGG share: {vgg_gflop:.0f} GFLOP per iteration (relu5_1 forward + input gradient, D not counted) "
           "over the ceiling in the row's precision.")
     return 0
