@@ -53,6 +53,8 @@ def test_cache_keys_follow_what_each_stage_reads(tmp_path):
     assert changed("warmup_iterations=3") == {"mdan", "samples", "crops"}
     assert changed("mdan.noise_std=0.5", "mdan.unguided_tv_weight=1.0",
                    "mdan.unguided_postprocess=clip") == set()  # unguided synthesis only
+    assert changed("mdan.coarse_scale=0.25") == set()  # no coarse stage: its scale is not read
+    assert changed("mdan.coarse_iterations=20") == {"mdan", "samples", "crops"}
     assert changed("sample_size=128") == {"samples"}
     assert changed("crops.stride=32") == {"crops"}
     assert changed("train.lr=0.1", "model.upsample=resize", "name=other") == set()  # training is not cached

@@ -65,6 +65,8 @@ def cache_keys(cfg: ExperimentConfig, paths: Paths) -> dict[str, str]:
     files = lambda ps: [(p.name, _digest(p)) for p in ps]  # noqa: E731
     # Stage 1 is guided synthesis only: options of unguided synthesis do not change its outputs.
     mdan_opts = {k: v for k, v in to_dict(cfg.mdan).items() if k not in UNGUIDED_ONLY}
+    if not cfg.mdan.coarse_iterations:  # no coarse stage: keys as before these fields existed (caches kept)
+        del mdan_opts["coarse_iterations"], mdan_opts["coarse_scale"]
     mdan = _key({"style": (paths.style.name, _digest(paths.style)), "mdan": mdan_opts,
                  "warmup": files(paths.warmup), "warmup_iterations": cfg.warmup_iterations,
                  "train": files(paths.train)})
