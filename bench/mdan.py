@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                    "the ratio is against the first")
     p.add_argument("--pastiche-steps", type=int, default=10, help="0 skips the pastiche peer")
     args = p.parse_args(argv)
+    try:
+        schedules = [(int(c), int(f), float(lr)) for c, f, lr in
+                     (s.replace("@", "+").split("+") for s in filter(None, args.schedules.split(",")))]
+    except ValueError:
+        print(f"--schedules: expected COARSE+FULL@LR,... such as 0+125@0.02, got {args.schedules!r}", file=sys.stderr)
+        return 2
     if not (DATA / "photo").is_dir():
         print(f"shared data not found at {DATA}", file=sys.stderr)
         return 2
@@ -115,11 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"MDAN {precision} D on {d_input}", per_iter, per_image, ceil[precision]))
         print(f"  measured {variant}: {per_iter:.3f} s/iter", flush=True)
     base = None
-    for sched in filter(None, args.schedules.split(",")):
-        steps, lr = sched.split("@")
-        coarse, fine = (int(v) for v in steps.split("+"))
+    for coarse, fine, lr in schedules:
+        sched = f"{coarse}+{fine}@{lr}"
         precision = prec.resolve("auto", "cpu")
-        per_iter, per_image = time_mdan(precision, "maps", args.size, 0, True, (coarse, fine, float(lr)))
+        per_iter, per_image = time_mdan(precision, "maps", args.size, 0, True, (coarse, fine, lr))
         base = base or per_image
         label = (f"{coarse} at 1/2 + {fine} full" if coarse else f"{fine} full") + f", lr {lr}"
         rows.append((f"MDAN {precision} schedule {label}: {per_image / base:.0%} of the first", per_iter, per_image,
