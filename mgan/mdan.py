@@ -255,10 +255,9 @@ class MDAN:
         """The style pool of the coarse stage: the style scaled by ``coarse_scale``, so that a
         coarse patch, upsampled, matches a full-size style patch (built once)."""
         if self._coarse_pool is None:
-            s, k = self._style, self.cfg.coarse_scale
-            small = _resize(s, (max(1, round(s.shape[-2] * k)), max(1, round(s.shape[-1] * k))))
+            k = self.cfg.coarse_scale
             try:
-                self._coarse_pool = self._style_pool(small)
+                self._coarse_pool = self._style_pool(augment(self._style, scale=k))
             except InputError as exc:
                 raise InputError(f"{exc} (the coarse stage scales the style by {k}; or --coarse-iterations 0)") from None
         return self._coarse_pool
@@ -433,9 +432,10 @@ class MDAN:
             if target is not None:
                 with torch.no_grad():
                     target_c = self.encoder(_resize(content, coarse_hw))[cfg.content_layer].float()
+            x0_c, pool_c = _resize(x0, coarse_hw), self.coarse_pool()
             if cfg.d_warmup:
-                self._warm_up_d(_resize(x0, coarse_hw), opt_d, cfg.d_warmup, self.coarse_pool())
-            coarse = self._deconvolve(_resize(x0, coarse_hw), target_c, self.coarse_pool(), n_coarse, **run)
+                self._warm_up_d(x0_c, opt_d, cfg.d_warmup, pool_c)
+            coarse = self._deconvolve(x0_c, target_c, pool_c, n_coarse, **run)
             x0 = _resize(coarse, (x0.shape[-2], x0.shape[-1]))
         elif cfg.d_warmup:
             self._warm_up_d(x0, opt_d, cfg.d_warmup, self.pool)
