@@ -9,7 +9,8 @@ scale. Each MDAN variant runs ``--iters`` timed iterations after 2 warm-up itera
 the per-image time is ``125 x`` that (``--full`` runs all 125 and times them instead).
 pastiche runs ``--pastiche-steps`` L-BFGS steps; its 1000-step time is extrapolated.
 ``--schedules`` times whole images of the paper's schedule and of coarse-to-fine ones
-(issue #11: the fast schedule's share of the paper's time, same run).
+(issue #11: the fast schedule's share of the paper's time, same run; ``--repeat 3`` takes
+the median of three interleaved rounds).
 
     python bench/mdan.py                       # ~5-10 min on 2 CPU cores
     python bench/mdan.py --full --variants bf16-maps
@@ -21,6 +22,7 @@ import argparse
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=None,
                    help="PRECISION-DINPUT,... with PRECISION fp32, bf16 or auto and DINPUT maps or patches "
                    "(default: fp32-maps,bf16-maps,bf16-patches where bf16 is native, else fp32-maps,fp32-patches)")
-    p.add_argument("--schedules", default="0+125@0.02,20+45@0.045",
+    p.add_argument("--schedules", default="0+125@0.02,15+45@0.045",
                    help="COARSE+FULL@LR,...: coarse-to-fine schedules timed whole in the auto precision, maps D "
-                   "(0+125@0.02 is the paper's, 20+45@0.045 the fast one of docs/calibration.md; '' skips); "
+                   "(0+125@0.02 is the paper's, 15+45@0.045 the fast one of docs/calibration.md; '' skips); "
                    "the ratio is against the first")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="time the schedules this many rounds, interleaved, and report each one's median "
+                   "(a shared VM's speed drifts by 5-10%% between minutes)")
     p.add_argument("--pastiche-steps", type=int, default=10, help="0 skips the pastiche peer")
     args = p.parse_args(argv)
     try:
@@ -98,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                      (s.replace("@", "+").split("+") for s in filter(None, args.schedules.split(",")))]
     except ValueError:
         print(f"--schedules: expected COARSE+FULL@LR,... such as 0+125@0.02, got {args.schedules!r}", file=sys.stderr)
+        return 2
+    if args.repeat < 1:
+        print(f"--repeat: must be >= 1, got {args.repeat}", file=sys.stderr)
         return 2
     if not (DATA / "photo").is_dir():
         print(f"shared data not found at {DATA}", file=sys.stderr)
@@ -120,16 +128,22 @@ def main(argv: list[str] | None = None) -> int:
         per_iter, per_image = time_mdan(precision, d_input, args.size, args.iters, args.full)
         rows.append((f"MDAN {precision} D on {d_input}", per_iter, per_image, ceil[precision]))
         print(f"  measured {variant}: {per_iter:.3f} s/iter", flush=True)
+    times: dict[tuple[int, int, float], list[tuple[float, float]]] = {s: [] for s in schedules}
+    precision = prec.resolve("auto", "cpu")
+    for _ in range(args.repeat):  # interleaved rounds: a drift of the machine's speed hits every schedule
+        for coarse, fine, lr in schedules:
+            per_iter, per_image = time_mdan(precision, "maps", args.size, 0, True, (coarse, fine, lr))
+            times[(coarse, fine, lr)].append((per_iter, per_image))
+            print(f"  measured schedule {coarse}+{fine}@{lr}: {per_image:.1f} s/image", flush=True)
     base = None
-    for coarse, fine, lr in schedules:
-        sched = f"{coarse}+{fine}@{lr}"
-        precision = prec.resolve("auto", "cpu")
-        per_iter, per_image = time_mdan(precision, "maps", args.size, 0, True, (coarse, fine, lr))
+    for (coarse, fine, lr), runs in times.items():
+        per_iter, per_image = (statistics.median(t[k] for t in runs) for k in (0, 1))
         base = base or per_image
         label = (f"{coarse} at 1/2 + {fine} full" if coarse else f"{fine} full") + f", lr {lr}"
-        rows.append((f"MDAN {precision} schedule {label}: {per_image / base:.0%} of the first", per_iter, per_image,
-                     None))
-        print(f"  measured schedule {sched}: {per_image:.1f} s/image", flush=True)
+        spread = f" (median of {len(runs)}: {min(t[1] for t in runs):.1f}-{max(t[1] for t in runs):.1f} s)" \
+            if len(runs) > 1 else ""
+        rows.append((f"MDAN {precision} schedule {label}: {per_image / base:.0%} of the first{spread}", per_iter,
+                     per_image, None))
     if args.pastiche_steps:
         step, thousand, rss = time_pastiche(args.size, args.pastiche_steps)
         rows.append((f"pastiche Gatys fp32 L-BFGS (x1000 steps, {rss:.1f} GB)", step, thousand, None))

@@ -526,7 +526,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=d.iterations, help="iterations at full size")
     p.add_argument("--coarse-iterations", type=int, default=d.coarse_iterations,
                    help="coarse-to-fine: this many iterations at --coarse-scale first (0: off, the paper's schedule; "
-                   "e.g. --coarse-iterations 20 --iterations 45 --lr 0.045 with a warm D, docs/calibration.md)")
+                   "e.g. --coarse-iterations 15 --iterations 45 --lr 0.045 with a warm D, docs/calibration.md)")
     p.add_argument("--coarse-scale", type=float, default=d.coarse_scale, help="image and style scale of the coarse stage")
     p.add_argument("--content-weight", type=float, default=d.content_weight, help="alpha_1 (relu5_1 MSE)")
     p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="alpha_2 (TV prior), guided synthesis")
