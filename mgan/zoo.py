@@ -165,6 +165,20 @@ def hardware(device: torch.device | str = "cpu") -> str:
     return f"{model}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
 
 
+def _mdan_schedule(mdan: dict[str, Any]) -> str:
+    """``"256 px, 40 iterations at 0.5x + 40, lr 0.045"``: the MDAN schedule of the targets
+    (the coarse stage and a non-default lr named, as they change what G learns from)."""
+    text = f"{mdan.get('size')} px, "
+    if mdan.get("coarse_iterations"):
+        text += f"{mdan['coarse_iterations']} iterations at {mdan.get('coarse_scale', 0.5)}x + {mdan.get('iterations')}"
+    else:
+        text += f"{mdan.get('iterations')} iterations"
+    from mgan.mdan import MDANConfig  # noqa: PLC0415 (only cards of new trainings need it)
+
+    lr = mdan.get("lr")
+    return text if lr is None or lr == MDANConfig.lr else f"{text}, lr {lr}"
+
+
 def config_summary(experiment: dict[str, Any]) -> dict[str, Any]:
     """The settings of an experiment config (:func:`mgan.config.to_dict`) that shape a style."""
     mdan, crops, train = (experiment.get(k) or {} for k in ("mdan", "crops", "train"))
@@ -173,7 +187,7 @@ def config_summary(experiment: dict[str, Any]) -> dict[str, Any]:
         "experiment": experiment.get("name"),
         "style": Path(str(experiment.get("style", ""))).name,
         "max_photos": experiment.get("max_photos"),
-        "mdan": f"{mdan.get('size')} px, {mdan.get('iterations')} iterations",
+        "mdan": _mdan_schedule(mdan),
         "crops": f"{crops.get('size')} px at stride {crops.get('stride')}",
         "generator_channels": model.get("channels"),
         "batch": train.get("batch"),

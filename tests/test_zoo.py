@@ -151,6 +151,17 @@ def test_training_card_has_the_training_fields():
     assert "threads" in card["cpu"]
 
 
+def test_card_names_the_mdan_schedule_of_the_targets():
+    """A coarse stage and a non-default lr change the targets G learns from: the card says so."""
+    def summary(mdan: dict) -> str:
+        return zoo.config_summary({"mdan": mdan})["mdan"]
+
+    assert summary({"size": 384, "iterations": 125}) == "384 px, 125 iterations"
+    assert summary({"size": 384, "iterations": 125, "coarse_iterations": 0, "lr": 0.02}) == "384 px, 125 iterations"
+    assert (summary({"size": 256, "iterations": 40, "coarse_iterations": 40, "coarse_scale": 0.5, "lr": 0.045})
+            == "256 px, 40 iterations at 0.5x + 40, lr 0.045")
+
+
 def test_zoo_cli(tiny_release, tmp_path, capsys):
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"config": {"eval_size": 256}, "photos": ["/x/a.jpg"],
