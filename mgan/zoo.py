@@ -168,13 +168,14 @@ def hardware(device: torch.device | str = "cpu") -> str:
 def _mdan_schedule(mdan: dict[str, Any]) -> str:
     """``"256 px, 40 iterations at 0.5x + 40, lr 0.045"``: the MDAN schedule of the targets
     (the coarse stage and a non-default lr named, as they change what G learns from)."""
-    text = f"{mdan.get('size')} px, "
-    if mdan.get("coarse_iterations"):
-        text += f"{mdan['coarse_iterations']} iterations at {mdan.get('coarse_scale', 0.5)}x + {mdan.get('iterations')}"
-    else:
-        text += f"{mdan.get('iterations')} iterations"
     from mgan.mdan import MDANConfig  # noqa: PLC0415 (only cards of new trainings need it)
 
+    text = f"{mdan.get('size')} px, "
+    if mdan.get("coarse_iterations"):
+        scale = mdan.get("coarse_scale", MDANConfig.coarse_scale)
+        text += f"{mdan['coarse_iterations']} iterations at {scale}x + {mdan.get('iterations')}"
+    else:
+        text += f"{mdan.get('iterations')} iterations"
     lr = mdan.get("lr")
     return text if lr is None or lr == MDANConfig.lr else f"{text}, lr {lr}"
 
