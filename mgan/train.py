@@ -155,7 +155,9 @@ class _Job:
 
 @dataclass
 class _Resume:
-    """Which run folder the command continues (none: a new one) and whether that run is finished."""
+    """Which run folder the command continues (none: a new one), its checkpoint (none: a run
+    killed before its first checkpoint, started afresh in the same folder) and whether that
+    run is finished."""
 
     run_dir: Path | None = None
     checkpoint: Path | None = None
@@ -266,9 +268,11 @@ def _plan_resume(job: _Job, resume: _Resume) -> _Resume:
         run_dir, ckpt = resume.run_dir, resume.checkpoint
         if run_dir is None and job.args.resume == "auto":
             run_dir = find_matching_run(job.args.outdir, job.cfg)
+            # a run killed before its first checkpoint keeps its folder: it starts afresh there
+            # rather than leaving a folder with nothing but config.yaml behind
             ckpt = run_dir / LATEST if run_dir is not None and (run_dir / LATEST).is_file() else None
-            if run_dir is not None and ckpt is None:
-                run_dir = None  # a run that never checkpointed: start a fresh one
+            if run_dir is not None and ckpt is None and (run_dir / RELEASE_NAME).is_file():
+                run_dir = None  # released, then its checkpoint deleted: never overwrite that release
         finished = False
         if run_dir is not None and (run_dir / RELEASE_NAME).is_file() and ckpt is not None:
             state = io.load_checkpoint(ckpt)
@@ -292,7 +296,12 @@ def _print_plan(job: _Job, resume: _Resume) -> int:
     if paths.samples and cfg.sample_mdan:
         print(f"# stage 1b MDAN of samples: {'cached' if done['samples'] else 'to do'}")
     print(f"# stage 2 crops: ~{n} crops, {'cached' if done['crops'] else 'to do'} in {cache.crops}")
-    where = f"resume {resume.run_dir}" if resume.run_dir else f"new run folder in {job.args.outdir}/"
+    if resume.checkpoint is not None:
+        where = f"resume {resume.run_dir}"
+    elif resume.run_dir is not None:
+        where = f"start afresh in {resume.run_dir}, which has no checkpoint yet"
+    else:
+        where = f"new run folder in {job.args.outdir}/"
     print(f"# stage 3 training: {steps} steps of {cfg.train.batch} crops ({where})")
     return 0
 
@@ -337,9 +346,11 @@ def _open_run(job: _Job, crops: CropSet, resume: _Resume) -> tuple[Trainer, Path
     trainer = Trainer(job.cfg, crops, job.device, job.progress, job.d)
     if resume.run_dir is not None:
         run_dir = resume.run_dir
-        assert resume.checkpoint is not None  # a resumed run always comes with its checkpoint (_plan_resume)
-        trainer.load_state_dict(io.load_checkpoint(resume.checkpoint))
-        job.say(f"resuming {run_dir} at step {trainer.step}/{trainer.total_steps}")
+        if resume.checkpoint is not None:
+            trainer.load_state_dict(io.load_checkpoint(resume.checkpoint))
+            job.say(f"resuming {run_dir} at step {trainer.step}/{trainer.total_steps}")
+        else:
+            job.say(f"starting afresh in {run_dir} (stopped before its first checkpoint)")
     else:
         run_dir = distributed.broadcast(runs.next_run_dir(job.args.outdir, job.cfg.name) if job.d.main else None,
                                         job.d)

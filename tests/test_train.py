@@ -98,6 +98,20 @@ def test_end_to_end_resume_release_decode(tiny_project, capsys):
     rows = [yaml.safe_load(line) for line in (half / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
 
+    # a run killed before its first checkpoint (config.yaml and a logged row only) is started
+    # afresh in its own folder, not left behind beside a new one
+    killed = out / "00002-tiny"
+    killed.mkdir()
+    (killed / "config.yaml").write_text((full / "config.yaml").read_text().replace("max_steps: 4", "max_steps: 3"))
+    (killed / "metrics.jsonl").write_text('{"step": 1, "loss_g": 99.0}\n')
+    assert main([str(cfg), "--dry-run", *common, "--set", "train.max_steps=3"]) == 0
+    assert f"start afresh in {killed}" in capsys.readouterr().out
+    assert main([str(cfg), *common, "--set", "train.max_steps=3"]) == 0
+    assert "starting afresh" in capsys.readouterr().err and len(list(out.glob("0*-tiny"))) == 3
+    assert io.load_checkpoint(killed / "checkpoint-latest.pt")["step"] == 3
+    rows = [yaml.safe_load(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[0]["loss_g"] != 99.0
+
     # release -> decode
     rel = full / "generator.safetensors"
     G, extra = load_release(rel)

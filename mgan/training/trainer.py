@@ -353,7 +353,7 @@ def fit(trainer: Trainer, run_dir: Path, samples: Samples | None, progress: bool
 
     t = trainer.cfg.train
     d, main_rank = trainer.dist, trainer.dist.main
-    metrics = runs.MetricsLog(run_dir, trainer.step if trainer.step else None) if main_rank else None
+    metrics = runs.MetricsLog(run_dir, trainer.step) if main_rank else None
     wb = _wandb(trainer.cfg, run_dir) if main_rank else None
     stop = {"flag": False}
     handlers = {}
