@@ -62,7 +62,9 @@ class TrainConfig:
     pixel_weight: float = 0.99  # MSE to the MDAN crop, [-1, 1] pixels ("pixel VAE")
     adv_weight: float = 0.01  # hinge loss of D's scores on G's relu3_1 patches (original: 0.0099)
     feature_weight: float = 0.0  # MSE of VGG features to the MDAN crop's ("neural VAE"); off in the original
-    feature_layer: str = "relu3_1"  # layer of the feature loss (Caffe-scale features: use a small weight)
+    # layer of the feature loss; Caffe-scale features, so a small weight: with pixel 0.9 + adv 0.1,
+    # 3e-5 collapsed G to a flat colour within 10 steps, 3e-6 trained (docs/training.md)
+    feature_layer: str = "relu3_1"
     d_layer: str = "relu3_1"  # VGG layer D looks at
     d_hidden: tuple[int, ...] = (256, 512)  # widths of D's two strided convs
     d_ring: int = 1  # outer ring of D's score map that is ignored (patches in the padding)
