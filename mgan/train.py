@@ -351,6 +351,8 @@ def _open_run(job: _Job, crops: CropSet, resume: _Resume) -> tuple[Trainer, Path
             job.say(f"resuming {run_dir} at step {trainer.step}/{trainer.total_steps}")
         else:
             job.say(f"starting afresh in {run_dir} (stopped before its first checkpoint)")
+            if job.d.main:  # the discarded attempt's training time is not this run's
+                (run_dir / "timings.json").unlink(missing_ok=True)
     else:
         run_dir = distributed.broadcast(runs.next_run_dir(job.args.outdir, job.cfg.name) if job.d.main else None,
                                         job.d)

@@ -3,6 +3,7 @@ tiny end-to-end run: MDAN -> crops -> train -> checkpoint -> exact resume -> rel
 
 The engine has its own tests: test_training_config, test_training_stages, test_trainer, test_runs."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,7 @@ def test_end_to_end_resume_release_decode(tiny_project, capsys):
     killed.mkdir()
     (killed / "config.yaml").write_text((full / "config.yaml").read_text().replace("max_steps: 4", "max_steps: 3"))
     (killed / "metrics.jsonl").write_text('{"step": 1, "loss_g": 99.0}\n')
+    (killed / "timings.json").write_text('{"train_s": 1e6}')
     assert main([str(cfg), "--dry-run", *common, "--set", "train.max_steps=3"]) == 0
     assert f"start afresh in {killed}" in capsys.readouterr().out
     assert main([str(cfg), *common, "--set", "train.max_steps=3"]) == 0
@@ -111,6 +113,7 @@ def test_end_to_end_resume_release_decode(tiny_project, capsys):
     assert io.load_checkpoint(killed / "checkpoint-latest.pt")["step"] == 3
     rows = [yaml.safe_load(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3] and rows[0]["loss_g"] != 99.0
+    assert json.loads((killed / "timings.json").read_text())["train_s"] < 1e6
 
     # release -> decode
     rel = full / "generator.safetensors"
