@@ -60,11 +60,6 @@ class GeneratorConfig:
     # x2 upsampling: the paper's fractional-strided 4x4/2 conv, or nearest x2 then 3x3 conv.
     # Releases written before this key existed load as "deconv" (the default).
     upsample: Literal["deconv", "resize"] = "deconv"
-    # 0: the paper's G, whose last layer goes straight to RGB at full resolution (each pixel a
-    # linear map of a few half-resolution cells). N > 0: the last upsampling goes to N channels,
-    # BN, ReLU, then a 3x3 conv to RGB: capacity for strokes at full resolution (an experiment
-    # of docs/training.md). Releases written before this key existed load as 0.
-    refine_width: int = 0
 
     def validate(self) -> None:
         """ConfigError naming the key for a config no G can be built or run from.
@@ -80,8 +75,6 @@ class GeneratorConfig:
         if not 1 <= len(self.channels) <= MAX_UPSAMPLINGS or not all(1 <= c <= MAX_WIDTH for c in self.channels):
             raise ConfigError(f"channels: must be 1 to {MAX_UPSAMPLINGS} widths in [1, {MAX_WIDTH}], "
                               f"got {list(self.channels)[:8]}")
-        if not 0 <= self.refine_width <= MAX_WIDTH:
-            raise ConfigError(f"refine_width: must be in [0, {MAX_WIDTH}], got {self.refine_width}")
         if vgg.layer_scale(layer) != 2 ** len(self.channels):
             raise ConfigError(f"channels: {len(self.channels)} widths give x{2 ** len(self.channels)} upsampling "
                               f"but {layer} is at 1/{vgg.layer_scale(layer)}")
@@ -105,9 +98,7 @@ class Generator(nn.Module):
     Args:
         config: widths; ``channels[0]`` is the first 3x3 conv, then one x2 upsampling
             layer per remaining width, then the final one to RGB (three x2 upsamplings),
-            each a FS-conv (``upsample="deconv"``) or nearest x2 + 3x3 conv (``"resize"``);
-            with ``refine_width`` N > 0 the final one goes to N channels, BN, ReLU, and a 3x3
-            conv takes them to RGB.
+            each a FS-conv (``upsample="deconv"``) or nearest x2 + 3x3 conv (``"resize"``).
     """
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
@@ -123,12 +114,7 @@ class Generator(nn.Module):
         ]
         for cin, cout in zip(c[:-1], c[1:], strict=True):
             layers += [*self._up(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]
-        r = self.config.refine_width
-        if r:
-            layers += [*self._up(c[-1], r), nn.BatchNorm2d(r), nn.ReLU(True), nn.Conv2d(r, 3, 3, 1, 1, bias=False)]
-        else:
-            layers += self._up(c[-1], 3)
-        layers.append(nn.Tanh())
+        layers += [*self._up(c[-1], 3), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.upscale = 2 ** len(c)
         dcgan_init_(self)

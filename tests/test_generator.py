@@ -3,7 +3,6 @@ and the checkerboard bound on trained generators (exact tiling of both modes: te
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -136,31 +135,6 @@ def test_halo_cells_is_the_measured_receptive_field(upsample):
         rows = torch.nonzero((G(x2) - base).abs().amax(dim=(0, 1, 3)) > 0).flatten() // 8
         reach = max(reach, int((rows - i).abs().max()))
     assert reach == r
-
-
-@pytest.mark.parametrize("upsample", MODES)
-def test_refine_width_adds_a_full_resolution_layer_and_tiling_follows_its_halo(upsample):
-    """refine_width: the last upsampling goes to N channels + BN + ReLU, then a 3x3 conv to RGB;
-    the output keeps its shape and range, and halo_cells() is still the measured receptive field."""
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(_small(upsample, in_channels=4), refine_width=6)
-    G = randomise_bn(Generator(cfg))
-    convs = [m for m in G.net if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    assert [(m.in_channels, m.out_channels) for m in convs[-2:]] == [(8, 6), (6, 3)]
-    assert convs[-1].kernel_size == (3, 3) and isinstance(G.net[-1], nn.Tanh)
-    x = torch.randn(1, 4, 9, 9)
-    base = G(x)
-    assert base.shape == (1, 3, 72, 72) and base.abs().max() <= 1
-    r = G.halo_cells()
-    reach = 0
-    for i in range(9):
-        x2 = x.clone()
-        x2[..., i, 4] += 10
-        rows = torch.nonzero((G(x2) - base).abs().amax(dim=(0, 1, 3)) > 0).flatten() // 8
-        reach = max(reach, int((rows - i).abs().max()))
-    assert reach == r >= tiling.G_HALO
-    with pytest.raises(ConfigError, match="refine_width"):
-        dataclasses.replace(cfg, refine_width=-1).validate()
 
 
 def test_bad_upsample_is_rejected(tmp_path):
