@@ -62,6 +62,7 @@ from mgan.training.config import (
 )
 from mgan.training.release import RELEASE_NAME, fp16_safe, release
 from mgan.training.stages import (
+    TIMINGS,
     Clock,
     StageCache,
     cache_keys,
@@ -352,7 +353,7 @@ def _open_run(job: _Job, crops: CropSet, resume: _Resume) -> tuple[Trainer, Path
         else:
             job.say(f"starting afresh in {run_dir} (stopped before its first checkpoint)")
             if job.d.main:  # the discarded attempt's training time is not this run's
-                (run_dir / "timings.json").unlink(missing_ok=True)
+                (run_dir / TIMINGS).unlink(missing_ok=True)
     else:
         run_dir = distributed.broadcast(runs.next_run_dir(job.args.outdir, job.cfg.name) if job.d.main else None,
                                         job.d)

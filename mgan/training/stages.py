@@ -117,6 +117,7 @@ class Clock:
 
 
 STAGES = ("mdan", "mdan_samples", "crops", "features", "train", "release")
+TIMINGS = "timings.json"  # in the run folder: what each stage cost (write_timings)
 
 
 def merged_timings(old: dict[str, float], stages: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -137,7 +138,7 @@ def merged_timings(old: dict[str, float], stages: dict[str, dict[str, float]]) -
 
 def read_timings(run_dir: Path) -> dict[str, float]:
     """``run_dir/timings.json`` as a dict (empty if there is none yet)."""
-    path = run_dir / "timings.json"
+    path = run_dir / TIMINGS
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -148,7 +149,7 @@ def write_timings(run_dir: Path, stages: dict[str, dict[str, float]], extra: dic
     old = merged_timings(read_timings(run_dir), stages)
     old.update(extra or {})
     old["threads"] = torch.get_num_threads()
-    with io.atomic_write(run_dir / "timings.json", "w") as f:
+    with io.atomic_write(run_dir / TIMINGS, "w") as f:
         json.dump(old, f, indent=1)
 
 
