@@ -66,6 +66,18 @@ def gram_loss(feat: Tensor, target_gram: Tensor) -> Tensor:
     return F.mse_loss(gram(feat), target_gram.expand(feat.shape[0], -1, -1))
 
 
+def relative_gram_loss(feat: Tensor, target_feat: Tensor) -> Tensor:
+    """Mean over the batch of ``||G(feat_i) - G(target_i)||_F^2 / ||G(target_i)||_F^2``.
+
+    Pairs each image ``[N, C, H, W]`` with its own target's second moments. Relative, so
+    layers of different magnitude weigh alike and the value is the same for Caffe-scale and
+    unit-scale features (it is :func:`mgan.metrics.gram_distance` squared, per image).
+    """
+    g, a = gram(feat), gram(target_feat)
+    num = (g - a).pow(2).sum(dim=(1, 2))
+    return (num / a.pow(2).sum(dim=(1, 2)).clamp_min(1e-12)).mean()
+
+
 # ---------------------------------------------------------------------------
 # Seed systems: MRF (CNNMRF [21]). Evaluation distances (SWD, Gram distance) are in mgan.metrics.
 

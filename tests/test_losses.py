@@ -41,3 +41,15 @@ def test_gram_reference():
     ref = torch.stack([fi.reshape(4, -1) @ fi.reshape(4, -1).T for fi in f]) / (4 * 15)
     torch.testing.assert_close(g, ref)
     assert losses.gram_loss(f, g[:1]).shape == ()
+
+
+def test_relative_gram_loss_reference_and_scale_free():
+    f, t = torch.randn(3, 4, 5, 6), torch.randn(3, 4, 5, 6)
+    g, a = losses.gram(f), losses.gram(t)
+    ref = torch.stack([((g[i] - a[i]) ** 2).sum() / (a[i] ** 2).sum() for i in range(3)]).mean()
+    torch.testing.assert_close(losses.relative_gram_loss(f, t), ref)
+    # the same for features scaled like Caffe's (x255): the layers' magnitudes do not weigh
+    torch.testing.assert_close(losses.relative_gram_loss(255 * f, 255 * t), ref)
+    assert losses.relative_gram_loss(t, t).item() == 0.0
+    # blind to where a pattern lies: a shifted (circularly rolled) copy has the same Gram
+    assert losses.relative_gram_loss(t.roll(2, dims=-1), t).item() < 1e-10

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mgan.data import CropSet, epoch_order
-from mgan.errors import InputError
+from mgan.errors import ConfigError, InputError
 from mgan.generator import Generator, GeneratorConfig
 from mgan.io import make_grid
 from mgan.training.config import CropConfig, ExperimentConfig, TrainConfig
@@ -57,6 +57,42 @@ def test_train_step_losses_match_their_definitions():
     assert 0 <= out["loss_adv"] and all(torch.isfinite(torch.tensor(v)) for v in out.values())
     assert out["loss_g"] == pytest.approx(0.99 * out["loss_pix"] + 0.01 * out["loss_adv"] + 1e-3 * out["loss_feat"],
                                           rel=1e-5)
+
+
+def test_gram_term_matches_its_definition_and_falls():
+    """loss_gram = sum over gram_layers of the relative Gram distance of each crop to its own
+    target (squared); with it alone G moves its crops' second moments toward the targets'."""
+    crops = _random_crops(k=4)
+    layers = ("relu1_1", "relu2_1")
+    tr = Trainer(_tiny_cfg(pixel_weight=0.0, adv_weight=0.0, gram_weight=1.0, gram_layers=layers, lr=0.01),
+                 crops, progress=False)
+    idx = tr.batch_indices(0)
+    photo, target = crops.batch(idx)
+    with torch.no_grad():
+        y = copy.deepcopy(tr.G)(tr.encoder(photo)["relu4_1"])
+        fake, real = tr.encoder((y + 1) / 2, list(layers)), tr.encoder(target, list(layers))
+    ref = 0.0
+    for n in layers:
+        g, a = fake[n].flatten(2), real[n].flatten(2)
+        g, a = g @ g.transpose(1, 2), a @ a.transpose(1, 2)  # the C H W normalisation cancels
+        ref += (((g - a) ** 2).sum((1, 2)) / (a**2).sum((1, 2))).mean().item()
+    first = tr.train_step(idx)
+    assert "loss_d" not in first and first["loss_gram"] == pytest.approx(ref, rel=1e-4)
+    assert first["loss_g"] == pytest.approx(first["loss_gram"], rel=1e-6)
+    for _ in range(15):
+        last = tr.train_step(idx)
+    assert last["loss_gram"] < 0.5 * first["loss_gram"]
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(gram_weight=-1.0), "gram_weight"),
+    (dict(gram_layers=()), "gram_layers"),
+    (dict(gram_layers=("relu9_1",)), "gram_layers"),
+    (dict(pixel_weight=0.0, adv_weight=0.0), "all 0"),
+])
+def test_gram_options_are_validated(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**overrides).validate()
 
 
 def test_pixel_loss_alone_fits_a_batch():

@@ -65,6 +65,11 @@ class TrainConfig:
     # layer of the feature loss; Caffe-scale features, so a small weight: with pixel 0.9 + adv 0.1,
     # 3e-5 collapsed G to a flat colour within 10 steps, 3e-6 trained (docs/training.md)
     feature_layer: str = "relu3_1"
+    # squared relative distance of the Gram matrices of G's crop and its MDAN target's at
+    # gram_layers (Gatys et al.'s texture statistics, summed over the layers): blind to where a stroke lies, so unlike the
+    # pixel and feature MSE it does not average away the strokes the photo does not predict
+    gram_weight: float = 0.0
+    gram_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1")
     d_layer: str = "relu3_1"  # VGG layer D looks at
     d_hidden: tuple[int, ...] = (256, 512)  # widths of D's two strided convs
     d_ring: int = 1  # outer ring of D's score map that is ignored (patches in the padding)
@@ -87,12 +92,17 @@ class TrainConfig:
             raise ConfigError(f"batch and epochs must be >= 1, got {self.batch} and {self.epochs}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps: must be >= 1 or null, got {self.max_steps}")
-        for name in ("pixel_weight", "adv_weight", "feature_weight"):
+        weights = ("pixel_weight", "adv_weight", "feature_weight", "gram_weight")
+        for name in weights:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if self.pixel_weight + self.adv_weight + self.feature_weight <= 0:
-            raise ConfigError("pixel_weight, adv_weight and feature_weight are all 0: nothing to train")
+        if sum(getattr(self, name) for name in weights) <= 0:
+            raise ConfigError(f"{', '.join(weights)} are all 0: nothing to train")
         vgg.check_feature_layer(self.feature_layer, "feature_layer")
+        if not self.gram_layers:
+            raise ConfigError("gram_layers: must name at least one layer")
+        for layer in self.gram_layers:
+            vgg.check_feature_layer(layer, "gram_layers")
         vgg.check_feature_layer(self.d_layer, "d_layer")
         if len(self.d_hidden) != 2 or min(self.d_hidden) < 1:
             raise ConfigError(f"d_hidden: must be two widths >= 1, got {list(self.d_hidden)}")

@@ -60,7 +60,8 @@ class Trainer:
     - ``y = G(x)`` ``[B, 3, S, S]`` in ``[-1, 1]``; ``phi(y) = relu3_1(y)`` ``[B, 256, S/4, S/4]``
     - D step: ``hinge(D(phi(target)), +1) + hinge(D(phi(y)), -1)`` over the masked score maps
     - G step: ``pixel_weight * MSE(y, target) + adv_weight * hinge(D(phi(y)), +1)
-      [+ feature_weight * MSE(phi_f(y), phi_f(target))]``
+      [+ feature_weight * MSE(phi_f(y), phi_f(target))]
+      [+ gram_weight * sum_l ||Gram(phi_l(y)) - Gram(phi_l(target))||^2 / ||Gram(phi_l(target))||^2]``
 
     The data order of epoch ``e`` is :func:`mgan.data.epoch_order` ``(K, seed, e)``; the
     checkpoint holds G, D, both Adam states, the step and the RNG state, so a resumed run
@@ -104,10 +105,12 @@ class Trainer:
         self.in_layer = cfg.model.encoder_layer
         self.use_d = t.adv_weight > 0
         self.use_feat = t.feature_weight > 0
-        wanted = ({t.d_layer} if self.use_d else set()) | ({t.feature_layer} if self.use_feat else set())
+        self.use_gram = t.gram_weight > 0
+        wanted = (({t.d_layer} if self.use_d else set()) | ({t.feature_layer} if self.use_feat else set())
+                  | (set(t.gram_layers) if self.use_gram else set()))
         self.fake_layers = sorted(wanted, key=LAYER_INDEX.get)
         self.real_layers = self.fake_layers
-        taps = tuple(sorted({self.in_layer, t.d_layer, t.feature_layer}, key=LAYER_INDEX.get))
+        taps = tuple(sorted({self.in_layer, t.d_layer, t.feature_layer, *self.fake_layers}, key=LAYER_INDEX.get))
         self.encoder = vgg.shared_encoder(taps, cfg.model.vgg_weights, cfg.model.pooling, self.precision,
                                       t.channels_last, str(self.device))
         betas = (t.beta1, 0.999)
@@ -224,6 +227,10 @@ class Trainer:
             loss_feat = losses.content_loss(fake[t.feature_layer], real[t.feature_layer])
             loss = loss + t.feature_weight * loss_feat
             out["loss_feat"] = loss_feat.item()
+        if self.use_gram:
+            loss_gram = sum(losses.relative_gram_loss(fake[n], real[n]) for n in t.gram_layers)
+            loss = loss + t.gram_weight * loss_gram
+            out["loss_gram"] = loss_gram.item()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -333,7 +340,7 @@ def _wandb(cfg: ExperimentConfig, run_dir: Path) -> runs.WandbLog:
 
 
 def _log_line(step: int, total: int, row: dict) -> str:
-    keys = ("loss_g", "loss_pix", "loss_adv", "loss_feat", "loss_d", "d_real", "d_fake", "sec_per_step")
+    keys = ("loss_g", "loss_pix", "loss_adv", "loss_feat", "loss_gram", "loss_d", "d_real", "d_fake", "sec_per_step")
     return f"step {step}/{total} " + " ".join(f"{k}={row[k]:.4g}" for k in keys if k in row)
 
 
