@@ -8,6 +8,11 @@ and covariance: the linear colour transfer of Gatys et al. 2016 ("Preserving col
 neural artistic style transfer", Sec. 2.1; here from the style to the output, not the
 other way round). It is an affine map of the RGB values, so the synthesised structure is
 unchanged and only its palette moves (docs/calibration.md, "Unguided synthesis").
+
+:func:`stretch` is the original code's global contrast stretch of MDAN's outputs (so of
+MGAN's training targets), and :func:`minmax` its test-time normalisation of G's output
+(``image.toDisplayTensor`` in ``demo_MGAN.lua``); :mod:`mgan.decode` applies either to G's
+output (docs/training.md, "G's output gets its targets' contrast stretch").
 """
 
 from __future__ import annotations
@@ -52,3 +57,55 @@ def match(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
     f = x[0].reshape(3, -1).double()
     y = a @ (f - mu) + mean.to(mu)
     return y.reshape(x.shape).clamp(0, 1).to(x.dtype)
+
+
+def stretch(x: Tensor, sigmas: float = 2.0) -> Tensor:
+    """Global contrast stretch of each image of ``x [N, C, H, W]`` to ``[0, 1]``: subtract the
+    image's mean, clip at ``+-sigmas`` standard deviations (over all its channels and pixels),
+    min-max normalise. The original MDAN code's post-process (mean +-2 sigma); a flat image
+    maps to 0 rather than dividing by zero. Same dtype as ``x``."""
+    if x.dim() != 4:
+        raise ValueError(f"expected images [N, C, H, W], got {tuple(x.shape)}")
+    dims = (1, 2, 3)
+    m = x.mean(dims, keepdim=True)
+    s = x.std(dims, keepdim=True) if x[0].numel() > 1 else torch.zeros_like(m)
+    y = torch.maximum(torch.minimum(x - m, sigmas * s), -sigmas * s)
+    lo = y.amin(dims, keepdim=True)
+    return (y - lo) / (y.amax(dims, keepdim=True) - lo).clamp_min(1e-8)
+
+
+def minmax(x: Tensor) -> Tensor:
+    """Each image of ``x [N, C, H, W]`` mapped affinely so its minimum (over all channels and
+    pixels) becomes 0 and its maximum 1: the original ``demo_MGAN.lua``'s normalisation of G's
+    output. A flat image maps to 0. Same dtype as ``x``."""
+    if x.dim() != 4:
+        raise ValueError(f"expected images [N, C, H, W], got {tuple(x.shape)}")
+    dims = (1, 2, 3)
+    lo = x.amin(dims, keepdim=True)
+    return (x - lo) / (x.amax(dims, keepdim=True) - lo).clamp_min(1e-8)
+
+
+def moments_to_json(mean: Tensor, cov: Tensor) -> dict[str, list]:
+    """``{"mean": [r, g, b], "cov": [[3 x 3]]}``: :func:`moments` as JSON (release metadata)."""
+    return {"mean": [float(v) for v in mean.flatten()], "cov": [[float(v) for v in row] for row in cov]}
+
+
+def moments_from_json(obj: object) -> tuple[Tensor, Tensor]:
+    """The inverse of :func:`moments_to_json`: ``(mean [3, 1], cov [3, 3])`` float64; raises
+    ``ValueError`` unless ``obj`` holds 3 finite means in ``[0, 1]`` and a finite, symmetric,
+    positive semi-definite 3 x 3 covariance."""
+    try:
+        mean = torch.tensor(obj["mean"], dtype=torch.float64)  # type: ignore[index]
+        cov = torch.tensor(obj["cov"], dtype=torch.float64)  # type: ignore[index]
+    except (TypeError, KeyError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"colour moments must be {{'mean': [3 numbers], 'cov': [3 x 3 numbers]}} ({exc})") from None
+    if mean.shape != (3,) or cov.shape != (3, 3):
+        raise ValueError(f"colour moments need a mean of 3 and a 3 x 3 covariance, got {tuple(mean.shape)} and "
+                         f"{tuple(cov.shape)}")
+    if not (torch.isfinite(mean).all() and torch.isfinite(cov).all()):
+        raise ValueError("colour moments must be finite")
+    if (mean < 0).any() or (mean > 1).any():
+        raise ValueError(f"colour mean must lie in [0, 1] (RGB), got {mean.tolist()}")
+    if not torch.allclose(cov, cov.T, atol=1e-8) or torch.linalg.eigvalsh(cov).min() < -1e-8:
+        raise ValueError("colour covariance must be symmetric positive semi-definite")
+    return mean.view(3, 1), cov

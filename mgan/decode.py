@@ -38,6 +38,20 @@ CLI::
     python -m mgan.decode --list-models
     python -m mgan.decode --style picasso --input photo.jpg --strength 0.6 --preserve-colors --mask mask.png
 
+**G's output post-process** (``postprocess``, CLI ``--postprocess``). G learns MDAN's
+outputs, which are post-processed (guided: the original's mean +-2 std stretch; unguided:
+the painting's RGB mean and covariance, :func:`mgan.colour.match`); trained with a pixel
+MSE, G regresses towards its targets' mean and keeps about 80% of their contrast (the
+bundled Picasso G: pixel std 0.19-0.20 against its targets' 0.24). ``"auto"`` (the default)
+gives each decoded image the painting's RGB mean and covariance (``"match"``) where the
+release carries them (``extra["style_colour"]``: every release of ``mgan.train`` and the
+bundled models), else ``"minmax"``, the original ``demo_MGAN.lua``'s normalisation of each
+output's range to ``[0, 1]``; ``"stretch"`` is MDAN's stretch and ``"none"`` keeps G's
+output as it is. Each is measured on the whole output (tiled = untiled; a ``--tileable``
+output still wraps). Measured (docs/training.md, "G's output gets its painting's colours"):
+``match`` takes the six bundled models' SWD to their paintings from 0.37-0.52 to 0.24-0.36 on
+../shared/data/photo at 256 px, at a higher content distance.
+
 Decode-time controls (``--strength``, ``--preserve-colors``, ``--mask``) are per-pixel
 mixes of G's output with the photo (:mod:`mgan.controls`), so they keep tiled = untiled.
 
@@ -58,7 +72,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mgan import cli, controls, io
+from mgan import cli, colour, controls, io
 from mgan import precision as prec  # `precision` is a Decoder argument
 from mgan.assets import DEFAULT_MODEL_NAME, asset_path
 from mgan.errors import InputError
@@ -69,6 +83,8 @@ DEFAULT_MODEL = asset_path(DEFAULT_MODEL_NAME)  # package data (mgan/assets/): a
 
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-autocast")
 BN_STATS = ("image", "running")  # G's BatchNorm statistics at decode time (module docstring)
+POSTPROCESS = ("auto", "match", "stretch", "minmax", "none")  # what G's output gets (module docstring)
+STYLE_COLOUR_KEY = "style_colour"  # release metadata (extra): the painting's RGB moments, mgan.colour.moments_to_json
 STATS_SIDE = 1024  # longest side of the image the per-image statistics are measured on
 # Peak working bytes per tile pixel beyond the output buffer, measured on CPU (channels_last,
 # full-width G, 512^2 and 1024^2 tiles: ~290 bf16, ~510 fp32) plus ~10% margin; dominated by
@@ -245,6 +261,15 @@ class Decoder:
             (the original's test-time behaviour, made independent of tiling and batching:
             module docstring); ``"running"``: with the running statistics of training.
         stats_side: longest side of the image the ``"image"`` statistics are measured on.
+        postprocess: ``"auto"`` (default): ``"match"`` when the release carries its
+            painting's colour moments (``extra["style_colour"]``; every release ``mgan.train``
+            writes, and the bundled models), else ``"minmax"``. ``"match"``: each decoded
+            image's RGB mean and covariance mapped onto the painting's
+            (:func:`mgan.colour.match`, as unguided MDAN's output gets); ``"stretch"``: its
+            global contrast stretch, mean +-2 standard deviations to ``[0, 1]``, as MDAN's
+            outputs (G's targets) get (:func:`mgan.colour.stretch`); ``"minmax"``: its range to
+            ``[0, 1]``, the original demo's (:func:`mgan.colour.minmax`); ``"none"``: G's output
+            as it is. Every one is measured on the whole output image.
         compile: ``torch.compile`` the pipeline (slow first call per tile shape).
         backend: ``"torch"`` (default), ``"openvino"``, ``"onnxruntime"`` or ``"auto"`` (the
             fastest here, measured once and cached): :mod:`mgan.backends`. Only the per-tile
@@ -267,6 +292,7 @@ class Decoder:
         backend: str = "torch",
         bn_stats: str = "image",
         stats_side: int = STATS_SIDE,
+        postprocess: str = "auto",
     ) -> None:
         from mgan.generator import Generator, load_release  # noqa: PLC0415
         from mgan.vgg import layer_scale  # noqa: PLC0415
@@ -277,6 +303,8 @@ class Decoder:
             raise InputError(f"tile must be 'auto', None or an integer >= 8, got {tile!r}")
         if bn_stats not in BN_STATS:
             raise InputError(f"bn_stats must be one of {', '.join(BN_STATS)}, got {bn_stats!r}")
+        if postprocess not in POSTPROCESS:
+            raise InputError(f"postprocess must be one of {', '.join(POSTPROCESS)}, got {postprocess!r}")
         if not (isinstance(stats_side, int) and stats_side >= 64):
             raise InputError(f"stats_side must be an integer >= 64, got {stats_side!r}")
         if not 0 < tile_memory_mb < math.inf:  # NaN fails every comparison: refused too
@@ -296,6 +324,18 @@ class Decoder:
                     "train one or pass --model FILE.safetensors"
                 )
             G, self.extra = load_release(path)
+        self.style_colour: tuple[Tensor, Tensor] | None = None  # (mean [3, 1], cov [3, 3]) of the painting
+        if STYLE_COLOUR_KEY in self.extra:
+            try:
+                self.style_colour = colour.moments_from_json(self.extra[STYLE_COLOUR_KEY])
+            except ValueError as exc:
+                raise InputError(f"{model}: bad {STYLE_COLOUR_KEY} metadata: {exc}") from None
+        if postprocess == "auto":
+            postprocess = "match" if self.style_colour is not None else "minmax"
+        if postprocess == "match" and self.style_colour is None:
+            raise InputError("postprocess 'match' needs the painting's colours, which this generator does not carry "
+                             "(add them: python -m mgan.zoo colour MODEL STYLE_IMAGE); or use stretch, minmax, none")
+        self.postprocess = postprocess
         cfg = G.config
         if layer_scale(cfg.encoder_layer) != G.upscale:
             raise InputError(
@@ -393,7 +433,8 @@ class Decoder:
 
     @torch.inference_mode()
     def decode(self, image: Tensor, tileable: bool = False, progress: bool = False) -> Tensor:
-        """Decode ``[N, 3, H, W]`` RGB in ``[0, 1]`` to ``[N, 3, H, W]`` float32 in ``[0, 1]`` (CPU).
+        """Decode ``[N, 3, H, W]`` RGB in ``[0, 1]`` to ``[N, 3, H, W]`` float32 in ``[0, 1]`` (CPU),
+        each image post-processed as ``postprocess`` says (measured on the whole image).
 
         Any ``H, W >= 8`` works: sides that are not multiples of 8 are padded by edge
         replication and cropped back. ``tileable=True`` decodes as if the image were
@@ -431,7 +472,15 @@ class Decoder:
                     self.set_image_stats(xi, tileable)
                     outs.append(run_tiled(self._run, xi, rows, cols, self.device, self.memory_format, progress))
             out = torch.cat(outs) if outs else run_tiled(self._run, x, rows, cols, self.device, self.memory_format)
-        return out[..., :h0, :w0] if (ph or pw) else out
+        out = out[..., :h0, :w0] if (ph or pw) else out
+        if self.postprocess == "match":
+            assert self.style_colour is not None
+            return torch.cat([colour.match(o[None], *self.style_colour) for o in out])
+        if self.postprocess == "stretch":
+            return colour.stretch(out)
+        if self.postprocess == "minmax":
+            return colour.minmax(out)
+        return out
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -523,6 +572,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="G's BatchNorm statistics: each image's own, measured once per image on it at most "
                    f"{STATS_SIDE} px (the original's test-time mode, tiled = untiled), or the running ones of "
                    "training (one G for all images, as the openvino/onnxruntime backends need)")
+    p.add_argument("--postprocess", choices=POSTPROCESS, default="auto",
+                   help="G's output: match: each image's RGB mean and covariance made the painting's; stretch: "
+                   "its mean +-2 std to [0, 1], as MDAN's outputs; minmax: its range to [0, 1] (the original "
+                   "demo); none: as is; auto (default): match where the model carries its painting's colours "
+                   "(the bundled ones do), else minmax")
     n = p.add_argument_group("noise")
     n.add_argument("--octaves", type=int, default=6, help="Perlin octaves")
     n.add_argument("--persistence", type=float, default=0.5, help="Perlin amplitude ratio between octaves")
@@ -733,7 +787,7 @@ def _run(args: argparse.Namespace) -> int:
         _check_target(args, w, h, "--size")
     decoder = Decoder(args.model, device=args.device, precision=args.precision, tile=tile,
                       tile_memory_mb=args.tile_memory, compile=args.compile, backend=args.backend,
-                      bn_stats=args.bn_stats)
+                      bn_stats=args.bn_stats, postprocess=args.postprocess)
     progress = not args.quiet
     if args.dry_run:
         what = {"noise": f"{args.noise} noise", "folder": f"{len(files)} images"}.get(mode, str(args.input))

@@ -154,9 +154,7 @@ def postprocess(x: Tensor, mode: str, style_colour: tuple[Tensor, Tensor] | None
         if style_colour is None:
             raise ValueError("postprocess 'match' needs the style's colour moments")
         return colour.match(x, *style_colour)
-    m, s = x.mean(), x.std()
-    y = torch.maximum(torch.minimum(x - m, 2 * s), -2 * s)
-    return (y - y.min()) / (y.max() - y.min()).clamp_min(1e-8)
+    return colour.stretch(x)
 
 
 def _resize(x: Tensor, hw: tuple[int, int]) -> Tensor:

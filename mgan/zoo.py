@@ -20,6 +20,7 @@ CLI::
     python -m mgan.zoo set mgan/assets/wave.safetensors --set title="The Great Wave off Kanagawa" \\
         --set painter="Katsushika Hokusai" --metrics eval/results.json
     python -m mgan.zoo page picasso --out docs/models/picasso.md
+    python -m mgan.zoo colour wave ../shared/data/style/wave.jpg
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ CARD_FIELDS: dict[str, str] = {
 }
 OPTIONAL_FIELDS: dict[str, str] = {"notes": "a paragraph for the card page: what the model does, caveats"}
 TRAINING_FIELDS = ("config", "photos", "steps", "wall_time_s", "cpu")  # written by mgan.train's release
+# Longest side the painting's colour moments are measured at: its full resolution up to this.
+# Not MDAN's style size (256): downscaling smooths the painting's fine colour detail away, and
+# matched to those narrower moments the bundled models' decodes scored up to 10% further from
+# their paintings (docs/training.md, "G's output gets its painting's colours").
+COLOUR_SIDE = 1024
 METRIC_KEYS = ("swd_mean", "gram", "coherence", "coherence_ncc", "content", "seconds")
 
 
@@ -236,6 +242,14 @@ def write_card(path: str | os.PathLike, updates: dict[str, Any], out: str | os.P
         fields = ", ".join([*CARD_FIELDS, *OPTIONAL_FIELDS])
         raise InputError(f"unknown card field(s) {', '.join(unknown)}; fields: {fields}")
     meta[CARD_KEY] = json.dumps(scrub_paths(card))
+    return _rewrite(path, meta, out)
+
+
+def _rewrite(path: Path, meta: dict[str, str], out: str | os.PathLike | None) -> Path:
+    """Write the tensors of ``path`` unchanged with ``meta`` (``extra`` cleared of absolute paths)
+    to ``out`` or back to ``path``, atomically."""
+    from safetensors.torch import load_file, save  # noqa: PLC0415
+
     if "extra" in meta:
         meta["extra"] = json.dumps(scrub_paths(json.loads(meta["extra"])))
     tensors = load_file(str(path))
@@ -243,6 +257,31 @@ def write_card(path: str | os.PathLike, updates: dict[str, Any], out: str | os.P
     with io.atomic_write(target) as f:
         f.write(save(tensors, metadata=meta))
     return target
+
+
+def painting_moments(style: str | os.PathLike, max_side: int = COLOUR_SIDE) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB ``(mean [3, 1], cov [3, 3])`` (:func:`mgan.colour.moments`) of the painting ``style``
+    at its own resolution, shrunk (never enlarged) to at most ``max_side`` px on its longest side."""
+    from mgan import colour  # noqa: PLC0415
+
+    side = max(io.probe_image(style))
+    return colour.moments(io.load_image(style, max_side=max_side if side > max_side else None))
+
+
+def write_style_colour(path: str | os.PathLike, style: str | os.PathLike, max_side: int = COLOUR_SIDE,
+                       out: str | os.PathLike | None = None) -> Path:
+    """Store the RGB mean and covariance of the painting ``style`` (loaded at most ``max_side`` px
+    on its longest side) in a release's ``extra`` metadata, where
+    :class:`mgan.decode.Decoder` finds them for its ``"match"`` post-process. Tensors unchanged."""
+    from mgan import colour  # noqa: PLC0415
+    from mgan.decode import STYLE_COLOUR_KEY  # noqa: PLC0415
+
+    path = Path(path)
+    meta = read_metadata(path)
+    extra = json.loads(meta.get("extra", "{}"))
+    extra[STYLE_COLOUR_KEY] = colour.moments_to_json(*painting_moments(style, max_side))
+    meta["extra"] = json.dumps(extra)
+    return _rewrite(path, meta, out)
 
 
 # ----------------------------------------------------------------------------- card page
@@ -320,6 +359,12 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--set", dest="fields", type=_value, action="append", default=[], metavar="KEY=VALUE",
                       help=f"a card field ({', '.join(CARD_FIELDS)}); VALUE is JSON or text; repeatable")
     edit.add_argument("--metrics", type=Path, help="take 'metrics' from an mgan.evaluate results.json (MGAN column)")
+    col = sub.add_parser("colour", help="store the painting's RGB mean and covariance in the model (for decode's "
+                         "default 'match' post-process; mgan.train writes them into every new release)")
+    col.add_argument("model", help="a bundled name or a .safetensors file")
+    col.add_argument("style", type=Path, help="the painting the model was trained on")
+    col.add_argument("--size", type=int, default=COLOUR_SIDE,
+                     help=f"longest side the painting is measured at, at most (default {COLOUR_SIDE})")
     page = sub.add_parser("page", help="write a model's card as a Markdown page")
     page.add_argument("model", help="a bundled name or a .safetensors file")
     page.add_argument("--out", type=Path, help="the .md file (default: print)")
@@ -359,6 +404,12 @@ def _run(args: argparse.Namespace) -> int:
         write_card(path, updates)
         left = missing_fields(read_card(path))
         print(f"updated the card of {path}" + (f"; still missing: {', '.join(left)}" if left else ""))
+        return 0
+    if args.command == "colour":
+        if args.size < 8:
+            raise InputError(f"--size must be >= 8, got {args.size}")
+        write_style_colour(path, args.style, args.size)
+        print(f"stored the colours of {args.style.name} in {path}")
         return 0
     text = card_page(name, path)
     if args.out is None:

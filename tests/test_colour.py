@@ -65,3 +65,37 @@ def test_moments_reject_a_batch_or_grey_image():
         colour.moments(torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="2 pixels"):
         colour.moments(torch.rand(1, 3, 1, 1))
+
+
+def test_stretch_is_the_original_formula_per_image():
+    """Mean +-2 std clipped, then min-max: written out for one image; in a batch each image
+    gets its own statistics, as if alone."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.cat([0.5 + 0.05 * torch.randn(1, 3, 20, 30, generator=g), torch.rand(1, 3, 20, 30, generator=g)])
+    y = colour.stretch(x)
+    a = x[:1]
+    m, s = a.mean(), a.std()
+    c = torch.maximum(torch.minimum(a - m, 2 * s), -2 * s)
+    torch.testing.assert_close(y[:1], (c - c.min()) / (c.max() - c.min()))
+    torch.testing.assert_close(y[1:], colour.stretch(x[1:]))
+    assert y.amin((1, 2, 3)).tolist() == [0.0, 0.0] and y.amax((1, 2, 3)).tolist() == [1.0, 1.0]
+    # a low-contrast image gains contrast: 4 std span the range, so its std rises to ~0.25
+    assert x[0].std() < 0.06 and y[0].std() > 0.2
+    # a monotone map of the values: sorted by the input, the output never decreases
+    order = x[0].flatten().argsort()
+    assert (y[0].flatten()[order].diff() >= 0).all()
+
+
+def test_minmax_maps_each_image_range_affinely():
+    x = torch.stack([torch.linspace(0.2, 0.6, 3 * 8 * 8), torch.linspace(-1.0, 3.0, 3 * 8 * 8)]).view(2, 3, 8, 8)
+    y = colour.minmax(x)
+    torch.testing.assert_close(y[0], y[1])  # both ramps map onto the same [0, 1] ramp
+    torch.testing.assert_close(y[0].flatten(), torch.linspace(0, 1, 3 * 8 * 8))
+
+
+@pytest.mark.parametrize("fn", [colour.stretch, colour.minmax])
+def test_contrast_maps_of_a_flat_image_are_finite(fn):
+    y = fn(torch.full((1, 3, 4, 4), 0.3))
+    assert torch.isfinite(y).all() and (y == 0).all()
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        fn(torch.rand(3, 4, 4))

@@ -13,7 +13,7 @@ from conftest import empty_video, image_size, randomise_bn, read_png, smooth_ima
 from PIL import Image
 from torch import nn
 
-from mgan import decode, io, noise, tiling
+from mgan import colour, decode, io, noise, tiling
 from mgan.generator import Generator, GeneratorConfig, load_release, save_release
 from mgan.precision import native_bf16
 
@@ -41,10 +41,13 @@ def test_fold_batchnorm_matches_eval_mode_generator():
 def test_decode_matches_plain_reference_and_is_deterministic(fp32_decoder, tiny_release, encoder, synthetic_image):
     """``(G(VGG relu4_1(x)) + 1) / 2`` written out with G's own (unfolded) BatchNorm: in train
     mode on each image alone for the default per-image statistics (the original's test-time
-    mode), in eval mode for ``bn_stats="running"``. Image by image either way: the other image
-    of the batch changes nothing."""
+    mode), in eval mode for ``bn_stats="running"``; ``postprocess="none"`` gives it as it is,
+    the default (``"minmax"`` for a G that carries no painting colours) its range stretched
+    to ``[0, 1]``. Image by image either way: the other image of the batch
+    changes nothing."""
     x = torch.cat([synthetic_image, smooth_image(3)])
-    y = fp32_decoder.decode(x)
+    raw = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, postprocess="none")
+    y = raw.decode(x)
     G, _ = load_release(tiny_release)
     with torch.no_grad():
         feat = encoder(x)["relu4_1"]
@@ -57,10 +60,15 @@ def test_decode_matches_plain_reference_and_is_deterministic(fp32_decoder, tiny_
     assert y.shape == x.shape and torch.isfinite(y).all()
     torch.testing.assert_close(y, ref_image, atol=1e-4, rtol=0)
     assert (y - ref_running).abs().max() > 1e-2  # the two modes differ: the test can tell them apart
-    assert torch.equal(y[1:], fp32_decoder.decode(x[1:]))  # the other image changes nothing
-    assert torch.equal(y, fp32_decoder.decode(x))
+    assert torch.equal(y[1:], raw.decode(x[1:]))  # the other image changes nothing
+    assert torch.equal(y, raw.decode(x))
     assert y.std() > 1e-3  # not a constant image
-    running = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, bn_stats="running")
+    stretched = fp32_decoder.decode(x)
+    assert fp32_decoder.postprocess == "minmax"
+    torch.testing.assert_close(stretched, colour.minmax(y), atol=1e-6, rtol=0)
+    assert torch.equal(stretched[1:], fp32_decoder.decode(x[1:]))
+    running = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, bn_stats="running",
+                             postprocess="none")
     torch.testing.assert_close(running.decode(x), ref_running, atol=1e-4, rtol=0)
 
 
@@ -87,13 +95,17 @@ def test_image_statistics_come_from_a_downscaled_copy_above_stats_side(tiny_rele
         decode.Decoder(tiny_release, bn_stats="batch")
 
 
-def test_decode_any_size_by_padding(fp32_decoder):
+def test_decode_any_size_by_padding(tiny_release):
     x = torch.rand(1, 3, 45, 70, generator=torch.Generator().manual_seed(0))
-    y = fp32_decoder.decode(x)
+    raw = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, postprocess="none")
+    y = raw.decode(x)
     assert y.shape == (1, 3, 45, 70)
     # edge replication up to 48x72, then cropped: the same as decoding the padded image
     padded = nn.functional.pad(x, (0, 2, 0, 3), mode="replicate")
-    assert torch.equal(y, fp32_decoder.decode(padded)[..., :45, :70])
+    assert torch.equal(y, raw.decode(padded)[..., :45, :70])
+    # the post-process sees the cropped image only: its statistics are the output's own
+    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None)
+    torch.testing.assert_close(dec.decode(x), colour.minmax(y), atol=1e-6, rtol=0)
 
 
 def test_auto_tiling_follows_memory_budget(tiny_release, fp32_decoder):
@@ -134,6 +146,41 @@ def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch):
         decode.Decoder(tmp_path / "assets" / "picasso.safetensors")
 
 
+def test_postprocess_options(tiny_release, tmp_path):
+    """``stretch``, ``minmax`` and ``match`` are those maps of G's own output; a tiled decode
+    gets the same statistics as the untiled one (they are measured on the whole output).
+    ``auto`` is ``match`` for a release that carries its painting's colours (what mgan.zoo
+    colour writes), ``minmax`` otherwise; ``match`` without them is refused."""
+    x = noise.perlin(200, 264, seed=2, scale=32.0)
+    raw = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, postprocess="none").decode(x)
+    mm = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None).decode(x)
+    tiled = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=64, postprocess="stretch")
+    assert len(tiled.plan(200, 264)[0]) > 1
+    torch.testing.assert_close(tiled.decode(x), colour.stretch(raw), atol=1e-4, rtol=0)
+    torch.testing.assert_close(mm, colour.minmax(raw), atol=1e-6, rtol=0)
+    assert raw.std() < 0.1 < colour.stretch(raw).std()  # the random G's output is low-contrast; stretched it is not
+    with pytest.raises(io.InputError, match="postprocess"):
+        decode.Decoder(tiny_release, postprocess="clip")
+    with pytest.raises(io.InputError, match="painting's colours"):
+        decode.Decoder(tiny_release, postprocess="match")
+    # a painting: a dark orange-blue gradient; the release learns its colours
+    g = torch.linspace(0, 1, 64)
+    painting = torch.stack([0.2 + 0.6 * g, 0.1 + 0.3 * g, 0.5 - 0.4 * g]).view(3, 1, 64).expand(3, 48, 64)[None]
+    io.save_image(painting.contiguous(), tmp_path / "painting.png")
+    from mgan import zoo
+
+    coloured = zoo.write_style_colour(tiny_release, tmp_path / "painting.png", out=tmp_path / "g.safetensors")
+    dec = decode.Decoder(coloured, device="cpu", precision="fp32", tile=64)
+    assert dec.postprocess == "match"
+    y = dec.decode(x)
+    mean, cov = colour.moments(y)
+    want_mean, want_cov = colour.moments(io.load_image(tmp_path / "painting.png"))
+    torch.testing.assert_close(mean, want_mean, atol=0.02, rtol=0)  # clamping aside, the painting's moments
+    torch.testing.assert_close(cov, want_cov, atol=0.005, rtol=0)
+    torch.testing.assert_close(y, colour.match(raw, want_mean, want_cov), atol=2e-3, rtol=0)
+    assert decode.Decoder(coloured, device="cpu", tile=None, postprocess="none").postprocess == "none"
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -145,6 +192,12 @@ def test_cli_noise_is_deterministic_by_seed(tiny_release, tmp_path):
     a, b, c = (read_png(tmp_path / f"{k}.png") for k in "abc")
     assert a.shape == (48, 64, 3) and image_size(tmp_path / "n.png") == (64, 48)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+    # --postprocess none: G's output as it is, of lower contrast than the default (minmax here)
+    assert decode.main([*args, "--seed", "5", "--postprocess", "none", "--out", str(tmp_path / "d.png")]) == 0
+    d = read_png(tmp_path / "d.png")
+    assert d.std() < a.std()
+    ref = colour.minmax(torch.from_numpy(d).permute(2, 0, 1)[None].float() / 255)
+    assert (ref[0].permute(1, 2, 0).numpy() * 255 - a).__abs__().mean() < 8  # the minmax of it (up to 8-bit rounding)
 
 
 def test_cli_tileable_brown_noise_wraps(tiny_release, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from conftest import randomise_bn
 from torch import nn
 
-from mgan import decode, noise, tiling
+from mgan import colour, decode, noise, tiling
 from mgan.generator import Generator, GeneratorConfig, save_release
 from mgan.precision import native_bf16
 from mgan.vgg import LAYER_INDEX
@@ -152,7 +152,7 @@ def _circular_reference(dec: decode.Decoder, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("tile", [None, 64])
 def test_tileable_equals_circular_padding_and_wraps(tiny_release, fp32_decoder, tile):
     x = noise.perlin(128, 160, seed=7, scale=32.0, tileable=True)
-    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=tile)
+    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=tile, postprocess="none")
     y = dec.decode(x, tileable=True)
     assert (y - _circular_reference(dec, x)).abs().max() <= 1e-4
     rx, ry = noise.edge_continuity(y)
@@ -160,13 +160,20 @@ def test_tileable_equals_circular_padding_and_wraps(tiny_release, fp32_decoder, 
     # shifting the input by whole relu4_1 cells shifts the output: no border anywhere
     shifted = dec.decode(torch.roll(x, (40, -24), (2, 3)), tileable=True)
     assert (shifted - torch.roll(y, (40, -24), (2, 3))).abs().max() <= 1e-4
+    # the default contrast stretch is one pointwise map of the whole output: it still wraps
+    dec.postprocess = "stretch"
+    s = dec.decode(x, tileable=True)
+    torch.testing.assert_close(s, colour.stretch(y), atol=1e-5, rtol=0)
+    rx, ry = noise.edge_continuity(s)
+    assert rx < 1.5 and ry < 1.5, (rx, ry)
 
 
 def test_plain_and_tileable_decodes_differ_only_near_the_border(tiny_release):
     """Zero padding vs wrap-around changes only the outer HALO px; the interior is the same decode.
     With G's running BatchNorm statistics: per-image ones also differ by the border's share."""
     x = noise.perlin(128, 160, seed=7, scale=32.0, tileable=True)
-    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, bn_stats="running")
+    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, bn_stats="running",
+                         postprocess="none")
     plain, wrapped = dec.decode(x), dec.decode(x, tileable=True)
     h = tiling.HALO
     assert (plain - wrapped)[..., h:-h, h:-h].abs().max() <= 1e-5

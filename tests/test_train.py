@@ -119,6 +119,12 @@ def test_end_to_end_resume_release_decode(tiny_project, capsys):
     rel = full / "generator.safetensors"
     G, extra = load_release(rel)
     assert extra["steps"] == 4 and extra["style"] == "style.png"
+    # the painting's colours at its own resolution, for the decoder's default "match"
+    from mgan import colour
+
+    want = colour.moments(io.load_image(root / "data" / "style" / "style.png"))
+    for got, ref in zip(colour.moments_from_json(extra["style_colour"]), want, strict=True):
+        torch.testing.assert_close(got, ref)
     from mgan import zoo  # the release's model card: what training knows, and no path of this machine
 
     card = zoo.read_card(rel)
@@ -128,11 +134,13 @@ def test_end_to_end_resume_release_decode(tiny_project, capsys):
     from mgan.decode import Decoder
 
     photo = io.load_image(root / "data" / "test" / "t0.png")
-    y = Decoder(rel, device="cpu", precision="fp32").decode(photo)
-    assert y.shape == photo.shape and torch.isfinite(y).all() and 0 <= y.min() and y.max() <= 1
+    dec = Decoder(rel, device="cpu", precision="fp32")
+    y = dec.decode(photo)
+    assert dec.postprocess == "match" and y.shape == photo.shape and torch.isfinite(y).all()
+    assert 0 <= y.min() and y.max() <= 1
     # the release decodes like the trained G in eval mode (fp16 weights: small differences),
     # with its running BN statistics (the default per-image ones are decode.py's tests')
-    y = Decoder(rel, device="cpu", precision="fp32", bn_stats="running").decode(photo)
+    y = Decoder(rel, device="cpu", precision="fp32", bn_stats="running", postprocess="none").decode(photo)
     cfg_obj = load_config(full / "config.yaml")
     (crops_file,) = (out / "cache").glob("*/crops-*.pt")
     tr = Trainer(cfg_obj, CropSet.from_state_dict(io.load_checkpoint(crops_file)), progress=False)

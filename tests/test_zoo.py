@@ -50,6 +50,8 @@ def test_every_bundled_model_has_its_card_and_no_absolute_path(name):
     assert (ROOT / "docs" / "models" / f"{name}.md").is_file()
     assert path.stat().st_size <= 10.5 * 2**20  # fp16, ~10 MB at most
     load_release(path)  # still a loadable generator
+    # it carries its painting's colours, so decoding matches them by default (docs/decoding.md)
+    assert decode.Decoder(path, device="cpu", precision="fp32", tile=None).postprocess == "match"
 
 
 def test_picasso_card_says_it_is_not_public_domain_everywhere():
@@ -190,3 +192,33 @@ def test_card_pages_are_up_to_date():
     for name, path in zoo.bundled().items():
         page = ROOT / "docs" / "models" / f"{name}.md"
         assert page.read_text() == zoo.card_page(name, path), f"run: python -m mgan.zoo page {name} --out {page}"
+
+
+def test_zoo_colour_stores_the_paintings_moments(tiny_release, tmp_path, capsys, synthetic_image):
+    from mgan import colour
+
+    g = tmp_path / "g.safetensors"
+    g.write_bytes(tiny_release.read_bytes())
+    painting = io.save_image(synthetic_image, tmp_path / "painting.png")
+    assert zoo.main(["colour", str(g), str(painting), "--size", "32"]) == 0
+    _, extra = load_release(g)
+    want = colour.moments(io.load_image(painting, max_side=32))
+    for got, ref in zip(colour.moments_from_json(extra[decode.STYLE_COLOUR_KEY]), want, strict=True):
+        torch.testing.assert_close(got, ref)
+    assert load_file(str(g)).keys() == load_file(str(tiny_release)).keys()  # tensors kept
+    capsys.readouterr()
+    assert zoo.main(["colour", str(g), str(tmp_path / "missing.png")]) == 2
+    assert zoo.main(["colour", str(g), str(painting), "--size", "4"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+
+
+@pytest.mark.parametrize("bad", [{"mean": [0.5, 0.5], "cov": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
+                                 {"mean": [0.5, 0.5, 2.0], "cov": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
+                                 {"mean": [0.5, 0.5, 0.5], "cov": [[1, 2, 0], [0, 1, 0], [0, 0, 1]]},
+                                 "not moments"])
+def test_bad_style_colour_metadata_is_a_clear_error(tiny_release, tmp_path, bad):
+    G, extra = load_release(tiny_release)
+    path = save_release(G, tmp_path / "bad.safetensors", extra={**extra, decode.STYLE_COLOUR_KEY: bad})
+    with pytest.raises(io.InputError, match="style_colour"):
+        decode.Decoder(path, device="cpu")

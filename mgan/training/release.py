@@ -2,7 +2,8 @@
 
 The release is G alone in fp16 (:func:`mgan.generator.save_release`), its BatchNorm in
 eval mode (running statistics, see :mod:`mgan.training.trainer`), with the experiment
-config and a model card in the metadata; :func:`release` checks it by decoding the
+config, the painting's RGB mean and covariance (the decoder's default post-process matches
+its outputs to them) and a model card in the metadata; :func:`release` checks it by decoding the
 held-out sample photos with it into ``run_dir/decoded/``.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mgan import io
+from mgan import colour, io
 from mgan.config import to_dict
 from mgan.generator import Generator, save_release
 from mgan.training.config import Paths
@@ -64,14 +65,16 @@ def release(trainer: Trainer, run_dir: Path, paths: Paths, samples: Samples | No
     stages so far, hardware), with every absolute path cut to its name: the file is
     meant to be published, the training machine's folders are not."""
     from mgan import zoo  # noqa: PLC0415
-    from mgan.decode import Decoder  # noqa: PLC0415
+    from mgan.decode import STYLE_COLOUR_KEY, Decoder  # noqa: PLC0415
 
     cfg = trainer.cfg
     experiment = to_dict(cfg)
     card = zoo.training_card(experiment, len(paths.train), trainer.step, wall_time_s, device)
+    # the painting's colours go in too, for the decoder's default "match" post-process (docs/decoding.md)
     path = save_release(fp16_safe(trainer.G), run_dir / RELEASE_NAME, card=card, extra=zoo.scrub_paths({
         "style": paths.style.name, "steps": trainer.step, "photos": len(paths.train), "crops": len(trainer.crops),
-        "run": run_dir.name, "bn": "eval (running statistics)", "experiment": experiment}))
+        "run": run_dir.name, "bn": "eval (running statistics)", "experiment": experiment,
+        STYLE_COLOUR_KEY: colour.moments_to_json(*zoo.painting_moments(paths.style))}))
     if samples is not None and samples.photos:
         dec = Decoder(path, device=device, precision="bf16" if trainer.bf16 else "fp32")
         for name, photo in zip(samples.names, samples.photos, strict=True):
