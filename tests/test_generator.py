@@ -163,15 +163,17 @@ def test_train_release_round_trip_through_decode_with_resize(tmp_path):
     torch.manual_seed(0)
     G = randomise_bn(Generator(cfg.model))
     trainer = SimpleNamespace(cfg=cfg, G=G, step=3, crops=[0] * 5, bf16=False)
-    paths = SimpleNamespace(style=Path("style.png"), train=[Path("a.png")])
+    style = io.save_image(smooth_image(9, 48, 64), tmp_path / "style.png")
+    paths = SimpleNamespace(style=style, train=[Path("a.png")])
     path = release(trainer, tmp_path, paths, None, torch.device("cpu"))
     with safe_open(str(path), framework="pt") as f:
         assert json.loads(f.metadata()["config"])["upsample"] == "resize"
     G2, extra = load_release(path)
     assert G2.config == G.config and extra["experiment"]["model"]["upsample"] == "resize"
     x = smooth_image(3, 64, 80)
-    y = decode.Decoder(path, device="cpu", precision="fp32", tile=None).decode(x)
-    ref = decode.Decoder(G, device="cpu", precision="fp32", tile=None, fold_bn=False).decode(x)
+    assert decode.Decoder(path, device="cpu", tile=None).postprocess == "match"  # it carries the style's colours
+    y = decode.Decoder(path, device="cpu", precision="fp32", tile=None, postprocess="none").decode(x)
+    ref = decode.Decoder(G, device="cpu", precision="fp32", tile=None, fold_bn=False, postprocess="none").decode(x)
     assert y.shape == x.shape
     assert (y - ref).abs().max() < 5e-3  # fp16 weights in the release
 
