@@ -20,17 +20,30 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+CHUNK = 1 << 20  # pixels per float64 block in moments() and match()
 EPS = 1e-5  # added to the covariance diagonal: a flat image (zero variance) must not blow up
 
 
 def moments(x: Tensor) -> tuple[Tensor, Tensor]:
-    """RGB mean ``[3, 1]`` and covariance ``[3, 3]`` (float64) of an image ``[1, 3, H, W]``."""
+    """RGB mean ``[3, 1]`` and covariance ``[3, 3]`` (float64, unbiased) of an image ``[1, 3, H, W]``.
+
+    Accumulated in float64 over blocks of :data:`CHUNK` pixels, so a 4096^2 image costs no
+    float64 copy of itself (400 MB) on top of the decode."""
     if x.dim() != 4 or x.shape[:2] != (1, 3):
         raise ValueError(f"expected an image [1, 3, H, W], got {tuple(x.shape)}")
     if x.shape[-1] * x.shape[-2] < 2:
         raise ValueError("colour moments need at least 2 pixels")
-    f = x[0].reshape(3, -1).double()
-    return f.mean(1, keepdim=True), torch.cov(f)
+    f = x[0].reshape(3, -1)
+    n = f.shape[1]
+    mu = torch.zeros(3, 1, dtype=torch.float64, device=x.device)
+    for i in range(0, n, CHUNK):
+        mu += f[:, i : i + CHUNK].double().sum(1, keepdim=True)
+    mu /= n
+    c = torch.zeros(3, 3, dtype=torch.float64, device=x.device)
+    for i in range(0, n, CHUNK):
+        d = f[:, i : i + CHUNK].double() - mu
+        c += d @ d.T
+    return mu, c / (n - 1)
 
 
 def _sqrt_psd(c: Tensor, inverse: bool = False) -> Tensor:
@@ -54,9 +67,12 @@ def match(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
     """
     mu, c = moments(x)
     a = _sqrt_psd(cov.to(c)) @ _sqrt_psd(c, inverse=True)
-    f = x[0].reshape(3, -1).double()
-    y = a @ (f - mu) + mean.to(mu)
-    return y.reshape(x.shape).clamp(0, 1).to(x.dtype)
+    b = mean.to(mu) - a @ mu  # y = a x + b
+    f = x[0].reshape(3, -1)
+    y = torch.empty_like(f)
+    for i in range(0, f.shape[1], CHUNK):  # float64 per block: bounded memory at any size
+        y[:, i : i + CHUNK] = (a @ f[:, i : i + CHUNK].double() + b).clamp_(0, 1).to(x.dtype)
+    return y.reshape(x.shape)
 
 
 def stretch(x: Tensor, sigmas: float = 2.0) -> Tensor:
