@@ -11,8 +11,10 @@ unchanged and only its palette moves (docs/calibration.md, "Unguided synthesis")
 
 :func:`stretch` is the original code's global contrast stretch of MDAN's outputs (so of
 MGAN's training targets), and :func:`minmax` its test-time normalisation of G's output
-(``image.toDisplayTensor`` in ``demo_MGAN.lua``); :mod:`mgan.decode` applies either to G's
-output (docs/training.md, "G's output gets its targets' contrast stretch").
+(``image.toDisplayTensor`` in ``demo_MGAN.lua``). :mod:`mgan.decode` post-processes G's
+output with :func:`match` (onto the painting's moments, the default where a release carries
+them), :func:`stretch` or :func:`minmax` (docs/training.md, "G's output gets its painting's
+colours").
 """
 
 from __future__ import annotations

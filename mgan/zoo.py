@@ -232,8 +232,6 @@ def write_card(path: str | os.PathLike, updates: dict[str, Any], out: str | os.P
 
     The tensors are copied unchanged; ``extra`` and the card are cleared of absolute paths.
     """
-    from safetensors.torch import load_file, save  # noqa: PLC0415
-
     path = Path(path)
     meta = read_metadata(path)
     card = {**read_card(path), **updates}
