@@ -85,8 +85,9 @@ def columns(photos: list[Path], cols: list[tuple[str, Path]], height: int) -> Im
 
 
 def checkpoint_release(checkpoint: Path, config: Path, out: Path) -> int:
-    """Write G of a training checkpoint as a release file at ``out`` (what the run's release
-    stage would write at that step); returns the checkpoint's step."""
+    """Write G of a training checkpoint as a release file at ``out`` (G as the run's release
+    stage would write it at that step, without the painting's colours, so it decodes with the
+    ``minmax`` post-process, close to G's raw output); returns the checkpoint's step."""
     from mgan.generator import Generator, save_release  # noqa: PLC0415
     from mgan.training.config import load_config  # noqa: PLC0415
     from mgan.training.release import fp16_safe  # noqa: PLC0415
