@@ -272,6 +272,7 @@ def test_cli_video_without_frames(tiny_release, tmp_path, capsys):
         (["--input", "{tmp}/img.png", "--out", "{tmp}/o.mp3"], "image file"),
         (["--noise", "perlin", "--model", "{tmp}/none.safetensors"], "not found"),
         (["--noise", "perlin", "--model", "{tmp}/broken.png"], "safetensors"),
+        (["--noise", "perlin", "--postprocess", "match"], "painting's colours"),  # a G without them
     ],
 )
 def test_cli_bad_input_exits_2(tiny_release, tmp_path, capsys, argv, message, synthetic_image):
