@@ -85,6 +85,9 @@ class EvalConfig:
     mdan_iterations: int = 125  # as the paper
     seed: int = 0
     precision: str = "auto"  # of the engines that generate outputs ("auto": bf16 where native); scoring is fp32
+    # G's output post-process (mgan.decode: auto = the painting's colour match where the model
+    # carries them; "none" scores G's output as it leaves G)
+    mgan_postprocess: str = "auto"
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
@@ -99,6 +102,10 @@ class EvalConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0")
         precision.check(self.precision)
+        from mgan.decode import POSTPROCESS  # noqa: PLC0415
+
+        if self.mgan_postprocess not in POSTPROCESS:
+            raise ConfigError(f"mgan_postprocess: must be one of {', '.join(POSTPROCESS)}, got {self.mgan_postprocess!r}")
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -311,8 +318,8 @@ def generate(
         model = mgan_model or DEFAULT_MODEL
         if not Path(model).is_file():
             raise FileNotFoundError(str(model))
-        decoder = Decoder(model, device=device, precision=cfg.precision)
-        note = f"feed-forward decode with {model} ({prec})"
+        decoder = Decoder(model, device=device, precision=cfg.precision, postprocess=cfg.mgan_postprocess)
+        note = f"feed-forward decode with {model} ({prec}, post-process {decoder.postprocess})"
 
         def make() -> Callable[[Tensor], Tensor]:
             return decoder.decode
@@ -461,6 +468,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--texture-nets-checkpoint", type=Path,
                    help="a style-mode texture_nets run's final.pt (for --generate texture_nets)")
     p.add_argument("--mgan-model", type=Path, help="released generator (default: the bundled mgan/assets/picasso.safetensors)")
+    p.add_argument("--mgan-postprocess", default=d.mgan_postprocess,
+                   help="G's output post-process (mgan.decode --postprocess): auto (default), match, stretch, minmax, "
+                   "none (G's output as it is); outputs already in OUT/mgan are kept: use a new --out to compare")
     p.add_argument("--size", type=int, default=d.size, help="longest side of generated outputs")
     p.add_argument("--eval-size", type=int, default=d.eval_size, help="longest side for scoring")
     p.add_argument("--style-size", type=int, default=d.style_size)
@@ -489,7 +499,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(size=args.size, eval_size=args.eval_size, style_size=args.style_size,
                      projections=args.projections, gatys_iterations=args.gatys_iterations,
                      cnnmrf_iterations=args.cnnmrf_iterations, mdan_iterations=args.mdan_iterations, seed=args.seed,
-                     precision=args.precision)
+                     precision=args.precision, mgan_postprocess=args.mgan_postprocess)
     cfg.validate()
     device = resolve_device(args.device)
     wanted = [m.strip() for m in args.generate.split(",") if m.strip()]
