@@ -216,6 +216,8 @@ class Job:
         size: longest output side in px (noise: the square's side); 0 keeps the input's.
         strength, preserve_colors, mask: decode-time controls (:mod:`mgan.controls`);
             photos and videos only.
+        postprocess: G's output post-process (:class:`mgan.decode.Decoder`): ``"auto"``
+            (the painting's colours where the model carries them) or ``"none"`` (G's own).
     """
 
     source: str
@@ -230,6 +232,7 @@ class Job:
     strength: float = 1.0
     preserve_colors: bool = False
     mask: Path | None = None
+    postprocess: str = "auto"
 
 
 @dataclass
@@ -278,13 +281,17 @@ def job_from_ui(
     preserve_colors: bool = False,
     mask: object = None,
     limits: Limits = Limits(),  # noqa: B008  (frozen)
+    palette: bool = True,
 ) -> Job:
     """Check the page's values and turn them into a :class:`Job` (InputError names the bad field).
 
     An uploaded generator wins over the bundled choice. ``size`` 0 keeps an upload's size
     (noise: :data:`DEFAULT_SIZE`); a tileable noise side is rounded down to a multiple of
-    8 (the decoder needs it). The controls apply to photos and videos only.
+    8 (the decoder needs it). The controls apply to photos and videos only. ``palette``:
+    the painting's colour palette (the decoder's default post-process) or, unticked, the
+    generator's own output.
     """
+    postprocess = "auto" if palette else "none"
     if source not in SOURCES:
         raise InputError(f"choose the input: {' or '.join(SOURCES)}")
     side = _int(size, "Output size")
@@ -310,7 +317,8 @@ def job_from_ui(
         side = side or DEFAULT_SIZE
         if tileable:
             side = side // 8 * 8
-        return Job("noise", model, label, noise=noise, seed=seed_value, tileable=bool(tileable), size=side)
+        return Job("noise", model, label, noise=noise, seed=seed_value, tileable=bool(tileable), size=side,
+                   postprocess=postprocess)
     path = _path(upload)
     if path is None:
         raise InputError("upload a photo or a short video first (or choose Noise)")
@@ -318,7 +326,7 @@ def job_from_ui(
     if not 0.0 <= float(strength) <= 1.0:
         raise InputError(f"Strength must be in [0, 1], got {strength}")
     return Job("upload", model, label, upload=path, name=path.name, size=side, strength=float(strength),
-               preserve_colors=bool(preserve_colors), mask=_path(mask))
+               preserve_colors=bool(preserve_colors), mask=_path(mask), postprocess=postprocess)
 
 
 def _user_message(exc: BaseException, job_paths: dict[str, str]) -> str:
@@ -388,7 +396,7 @@ def _run_noise(job: Job, decoder: decode.Decoder, folder: Path, progress: Progre
     x = make_noise(job.noise, side, side, seed=job.seed, **options)
     if progress:
         progress(0.1, "decoding")
-    y = decoder.decode(x, tileable=job.tileable, progress=progress is not None)
+    y = decoder.decode(x, tileable=job.tileable, progress=progress is not None, postprocess=job.postprocess)
     out = folder / f"{job.noise}-seed{job.seed}{'-tile' if job.tileable else ''}-{_safe_stem(job.model_name)}.png"
     io.save_image(y, out)
     return Result(out, "image", side, side)
@@ -411,7 +419,7 @@ def _run_image(job: Job, upload: Path, decoder: decode.Decoder, folder: Path, li
     photo = decode.resize(io.load_image(upload, min_side=8), w, h)
     if progress:
         progress(0.1, "decoding")
-    y = decoder.decode(photo, progress=progress is not None)
+    y = decoder.decode(photo, progress=progress is not None, postprocess=job.postprocess)
     y = controls.apply(y, photo, ctl)
     out = folder / f"{_safe_stem(job.name)}-{_safe_stem(job.model_name)}.png"
     io.save_image(y, out)
@@ -452,7 +460,7 @@ def _run_video(job: Job, upload: Path, decoder: decode.Decoder, folder: Path, li
                     w, h = _out_size(frame.shape[-1], frame.shape[-2], job.size, limits, job.name)
                     w, h = max(8, w // 2 * 2), max(8, h // 2 * 2)  # yuv420p needs even sides
                 x = decode.resize(frame, w, h)
-                writer.write(controls.apply(decoder.decode(x), x, ctl), frames.pts)
+                writer.write(controls.apply(decoder.decode(x, postprocess=job.postprocess), x, ctl), frames.pts)
                 if progress:
                     progress((i + 1) / count if count else 0.5, f"frame {i + 1}" + (f" of {count}" if count else ""))
             if writer.frames == 0:
@@ -563,10 +571,10 @@ def build(cache: DecoderCache, files: AppFiles, limits: Limits = Limits()):  # n
         return gr.update(visible=photo), gr.update(visible=not photo)
 
     def on_run(source, upload, noise, seed, tileable, model_name, model_upload, size, strength, preserve, mask,
-               request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+               palette, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         try:
             job = job_from_ui(source, upload, noise, seed, tileable, model_name, model_upload, size,
-                              strength, preserve, mask, limits)
+                              strength, preserve, mask, limits, palette=palette)
             t0 = time.perf_counter()
             progress(0.0, desc="loading the style")
             decoder = cache.get(job.model)
@@ -607,6 +615,8 @@ def build(cache: DecoderCache, files: AppFiles, limits: Limits = Limits()):  # n
                     tileable = gr.Checkbox(label="Tileable (wraps seamlessly)")
                 style = gr.Dropdown(list(models), value=next(iter(models), None), label="Style", elem_id="style")
                 style_info = gr.Markdown(on_style(next(iter(models), "")))
+                palette = gr.Checkbox(value=True, elem_id="palette",
+                                      label="The painting's colour palette (untick: the generator's own output)")
                 model_upload = gr.File(label="…or your own generator (.safetensors)", file_types=[".safetensors"],
                                        height=150, elem_id="model_upload")
                 size = gr.Number(value=DEFAULT_SIZE, precision=0, elem_id="size",
@@ -624,7 +634,8 @@ def build(cache: DecoderCache, files: AppFiles, limits: Limits = Limits()):  # n
         upload.clear(lambda: (gr.update(value=None, visible=False), ""), None, [preview, status], queue=False)
         model_upload.upload(on_model_upload, model_upload, status, concurrency_limit=1)
         style.change(on_style, style, style_info, queue=False)
-        run.click(on_run, [source, upload, noise, seed, tileable, style, model_upload, size, strength, preserve, mask],
+        run.click(on_run, [source, upload, noise, seed, tileable, style, model_upload, size, strength, preserve, mask,
+                           palette],
                   [result_image, result_video, download, status], concurrency_limit=1)
         page.unload(on_unload)
     return page.queue(max_size=32)

@@ -330,12 +330,7 @@ class Decoder:
                 self.style_colour = colour.moments_from_json(self.extra[STYLE_COLOUR_KEY])
             except ValueError as exc:
                 raise InputError(f"{model}: bad {STYLE_COLOUR_KEY} metadata: {exc}") from None
-        if postprocess == "auto":
-            postprocess = "match" if self.style_colour is not None else "minmax"
-        if postprocess == "match" and self.style_colour is None:
-            raise InputError("postprocess 'match' needs the painting's colours, which this generator does not carry "
-                             "(add them: python -m mgan.zoo colour MODEL STYLE_IMAGE); or use stretch, minmax, none")
-        self.postprocess = postprocess
+        self.postprocess = self.resolve_postprocess(postprocess)
         cfg = G.config
         if layer_scale(cfg.encoder_layer) != G.upscale:
             raise InputError(
@@ -409,6 +404,19 @@ class Decoder:
         with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=self.pipeline.autocast):
             set_bn_stats(self.pipeline.g_net, feat, border=halo // self.scale)
 
+    def resolve_postprocess(self, postprocess: str) -> str:
+        """``postprocess`` with ``"auto"`` resolved for this generator (``"match"`` where it carries
+        its painting's colours, else ``"minmax"``); InputError for an unknown one, or for
+        ``"match"`` without the colours."""
+        if postprocess not in POSTPROCESS:
+            raise InputError(f"postprocess must be one of {', '.join(POSTPROCESS)}, got {postprocess!r}")
+        if postprocess == "auto":
+            return "match" if self.style_colour is not None else "minmax"
+        if postprocess == "match" and self.style_colour is None:
+            raise InputError("postprocess 'match' needs the painting's colours, which this generator does not carry "
+                             "(add them: python -m mgan.zoo colour MODEL STYLE_IMAGE); or use stretch, minmax, none")
+        return postprocess
+
     # -- planning
 
     def tile_core(self, height: int, width: int, tileable: bool = False) -> int | None:
@@ -432,9 +440,11 @@ class Decoder:
     # -- decoding
 
     @torch.inference_mode()
-    def decode(self, image: Tensor, tileable: bool = False, progress: bool = False) -> Tensor:
+    def decode(self, image: Tensor, tileable: bool = False, progress: bool = False,
+               postprocess: str | None = None) -> Tensor:
         """Decode ``[N, 3, H, W]`` RGB in ``[0, 1]`` to ``[N, 3, H, W]`` float32 in ``[0, 1]`` (CPU),
-        each image post-processed as ``postprocess`` says (measured on the whole image).
+        each image post-processed (measured on the whole image) as ``postprocess`` says, or as
+        the decoder's own :attr:`postprocess` when it is None.
 
         Any ``H, W >= 8`` works: sides that are not multiples of 8 are padded by edge
         replication and cropped back. ``tileable=True`` decodes as if the image were
@@ -443,6 +453,7 @@ class Decoder:
         """
         if image.dim() != 4 or image.shape[1] != 3:
             raise InputError(f"decode expects [N, 3, H, W] RGB, got {tuple(image.shape)}")
+        post = self.postprocess if postprocess is None else self.resolve_postprocess(postprocess)
         h0, w0 = image.shape[-2:]
         if min(h0, w0) < self.scale:
             raise InputError(f"image is too small to decode ({w0}x{h0}); each side must be at least {self.scale} px")
@@ -473,12 +484,12 @@ class Decoder:
                     outs.append(run_tiled(self._run, xi, rows, cols, self.device, self.memory_format, progress))
             out = torch.cat(outs) if outs else run_tiled(self._run, x, rows, cols, self.device, self.memory_format)
         out = out[..., :h0, :w0] if (ph or pw) else out
-        if self.postprocess == "match":
+        if post == "match":
             assert self.style_colour is not None
             return torch.cat([colour.match(o[None], *self.style_colour) for o in out])
-        if self.postprocess == "stretch":
+        if post == "stretch":
             return colour.stretch(out)
-        if self.postprocess == "minmax":
+        if post == "minmax":
             return colour.minmax(out)
         return out
 

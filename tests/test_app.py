@@ -46,9 +46,11 @@ class Spy:
     def __init__(self, decoder: decode.Decoder) -> None:
         self.decoder, self.calls = decoder, []
 
-    def decode(self, image: torch.Tensor, tileable: bool = False, progress: bool = False) -> torch.Tensor:
-        self.calls.append({"shape": tuple(image.shape), "tileable": tileable, "progress": progress})
-        return self.decoder.decode(image, tileable=tileable)
+    def decode(self, image: torch.Tensor, tileable: bool = False, progress: bool = False,
+               postprocess: str | None = None) -> torch.Tensor:
+        self.calls.append({"shape": tuple(image.shape), "tileable": tileable, "progress": progress,
+                           "postprocess": postprocess})
+        return self.decoder.decode(image, tileable=tileable, postprocess=postprocess)
 
 
 def _ui(**kw) -> dict:
@@ -69,7 +71,7 @@ def test_photo_controls_reach_the_decoder(tiny_release, cache, photo_file, tmp_p
     spy = Spy(cache.get(tiny_release))
     seen = []
     result = app.run_job(job, spy, tmp_path, progress=lambda f, what: seen.append(f))
-    assert spy.calls == [{"shape": (1, 3, 48, 64), "tileable": False, "progress": True}]
+    assert spy.calls == [{"shape": (1, 3, 48, 64), "tileable": False, "progress": True, "postprocess": "auto"}]
     assert (result.kind, result.width, result.height) == ("image", 64, 48)
     assert io.probe_image(result.path) == (64, 48) and result.path.parent == tmp_path
     assert seen and result.seconds > 0
@@ -99,9 +101,25 @@ def test_noise_controls_reach_the_decoder(tiny_release, cache, tmp_path):
     spy = Spy(cache.get(tiny_release))
     a = io.load_image(app.run_job(job, spy, tmp_path).path)
     b = io.load_image(app.run_job(job, cache.get(tiny_release), tmp_path).path)
-    assert spy.calls == [{"shape": (1, 3, 64, 64), "tileable": True, "progress": False}]
+    assert spy.calls == [{"shape": (1, 3, 64, 64), "tileable": True, "progress": False, "postprocess": "auto"}]
     assert torch.equal(a, b)  # same seed, same texture
     assert app.job_from_ui(**_ui(source="Noise", size=0)).size == app.DEFAULT_SIZE
+
+
+def test_palette_box_chooses_the_post_process(tiny_release, cache, photo_file, tmp_path):
+    """Ticked (default): the decoder's default post-process; unticked: G's own output, the
+    same pixels as ``mgan.decode --postprocess none``; the cached decoder is not changed."""
+    on = app.job_from_ui(**_ui(upload=str(photo_file), model_upload=str(tiny_release)))
+    off = app.job_from_ui(**_ui(upload=str(photo_file), model_upload=str(tiny_release), palette=False))
+    assert (on.postprocess, off.postprocess) == ("auto", "none")
+    dec = cache.get(tiny_release)
+    a = io.load_image(app.run_job(on, dec, tmp_path / "a").path)
+    b = io.load_image(app.run_job(off, dec, tmp_path / "b").path)
+    raw = decode.Decoder(tiny_release, device="cpu", postprocess="none").decode(io.load_image(photo_file))
+    assert (b - raw).abs().max() < 1 / 255 + 1e-3 and (a - b).abs().max() > 0.05
+    assert dec.postprocess == "minmax"  # the tiny G carries no painting colours: auto is minmax
+    noise = app.job_from_ui(**_ui(source="Noise", model_upload=str(tiny_release), palette=False))
+    assert noise.postprocess == "none"
 
 
 def test_bundled_style_is_the_default(photo_file):

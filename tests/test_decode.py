@@ -179,6 +179,13 @@ def test_postprocess_options(tiny_release, tmp_path):
     torch.testing.assert_close(cov, want_cov, atol=0.005, rtol=0)
     torch.testing.assert_close(y, colour.match(raw, want_mean, want_cov), atol=2e-3, rtol=0)
     assert decode.Decoder(coloured, device="cpu", tile=None, postprocess="none").postprocess == "none"
+    # per call: decode(postprocess=...) overrides the decoder's own, which stays
+    torch.testing.assert_close(dec.decode(x, postprocess="none"), raw, atol=1e-4, rtol=0)
+    assert dec.postprocess == "match"
+    with pytest.raises(io.InputError, match="painting's colours"):
+        decode.Decoder(tiny_release, device="cpu", tile=None).decode(x, postprocess="match")
+    with pytest.raises(io.InputError, match="postprocess"):
+        dec.decode(x, postprocess="bogus")
 
 
 # ----------------------------------------------------------------------------- CLI
