@@ -23,6 +23,9 @@ import torch
 from torch import Tensor
 
 CHUNK = 1 << 20  # pixels per float64 block in moments() and match()
+# Where a released generator keeps its painting's moments (its ``extra`` metadata, as
+# :func:`moments_to_json`): mgan.train and mgan.zoo write them, mgan.decode's "match" reads them.
+STYLE_COLOUR_KEY = "style_colour"
 EPS = 1e-5  # added to the covariance diagonal: a flat image (zero variance) must not blow up
 
 

@@ -75,6 +75,7 @@ from torch import Tensor, nn
 from mgan import cli, colour, controls, io
 from mgan import precision as prec  # `precision` is a Decoder argument
 from mgan.assets import DEFAULT_MODEL_NAME, asset_path
+from mgan.colour import STYLE_COLOUR_KEY  # the release metadata the "match" post-process reads
 from mgan.errors import InputError
 from mgan.tiling import ENCODER_HALO, Span, axis_spans, run_tiled
 from mgan.video import VIDEO_OUT_FORMATS, VideoWriter, is_video, read_video
@@ -84,7 +85,6 @@ DEFAULT_MODEL = asset_path(DEFAULT_MODEL_NAME)  # package data (mgan/assets/): a
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-autocast")
 BN_STATS = ("image", "running")  # G's BatchNorm statistics at decode time (module docstring)
 POSTPROCESS = ("auto", "match", "stretch", "minmax", "none")  # what G's output gets (module docstring)
-STYLE_COLOUR_KEY = "style_colour"  # release metadata (extra): the painting's RGB moments, mgan.colour.moments_to_json
 STATS_SIDE = 1024  # longest side of the image the per-image statistics are measured on
 # Peak working bytes per tile pixel beyond the output buffer, measured on CPU (channels_last,
 # full-width G, 512^2 and 1024^2 tiles: ~290 bf16, ~510 fp32) plus ~10% margin; dominated by
@@ -303,8 +303,6 @@ class Decoder:
             raise InputError(f"tile must be 'auto', None or an integer >= 8, got {tile!r}")
         if bn_stats not in BN_STATS:
             raise InputError(f"bn_stats must be one of {', '.join(BN_STATS)}, got {bn_stats!r}")
-        if postprocess not in POSTPROCESS:
-            raise InputError(f"postprocess must be one of {', '.join(POSTPROCESS)}, got {postprocess!r}")
         if not (isinstance(stats_side, int) and stats_side >= 64):
             raise InputError(f"stats_side must be an integer >= 64, got {stats_side!r}")
         if not 0 < tile_memory_mb < math.inf:  # NaN fails every comparison: refused too

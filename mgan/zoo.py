@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from mgan import cli, io
+from mgan import cli, colour, io
 from mgan.assets import ASSETS
 from mgan.errors import InputError, one_line
 
@@ -260,8 +260,6 @@ def _rewrite(path: Path, meta: dict[str, str], out: str | os.PathLike | None) ->
 def painting_moments(style: str | os.PathLike, max_side: int = COLOUR_SIDE) -> tuple[torch.Tensor, torch.Tensor]:
     """RGB ``(mean [3, 1], cov [3, 3])`` (:func:`mgan.colour.moments`) of the painting ``style``
     at its own resolution, shrunk (never enlarged) to at most ``max_side`` px on its longest side."""
-    from mgan import colour  # noqa: PLC0415
-
     side = max(io.probe_image(style))
     return colour.moments(io.load_image(style, max_side=max_side if side > max_side else None))
 
@@ -271,13 +269,10 @@ def write_style_colour(path: str | os.PathLike, style: str | os.PathLike, max_si
     """Store the RGB mean and covariance of the painting ``style`` (loaded at most ``max_side`` px
     on its longest side) in a release's ``extra`` metadata, where
     :class:`mgan.decode.Decoder` finds them for its ``"match"`` post-process. Tensors unchanged."""
-    from mgan import colour  # noqa: PLC0415
-    from mgan.decode import STYLE_COLOUR_KEY  # noqa: PLC0415
-
     path = Path(path)
     meta = read_metadata(path)
     extra = json.loads(meta.get("extra", "{}"))
-    extra[STYLE_COLOUR_KEY] = colour.moments_to_json(*painting_moments(style, max_side))
+    extra[colour.STYLE_COLOUR_KEY] = colour.moments_to_json(*painting_moments(style, max_side))
     meta["extra"] = json.dumps(extra)
     return _rewrite(path, meta, out)
 

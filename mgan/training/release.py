@@ -65,7 +65,7 @@ def release(trainer: Trainer, run_dir: Path, paths: Paths, samples: Samples | No
     stages so far, hardware), with every absolute path cut to its name: the file is
     meant to be published, the training machine's folders are not."""
     from mgan import zoo  # noqa: PLC0415
-    from mgan.decode import STYLE_COLOUR_KEY, Decoder  # noqa: PLC0415
+    from mgan.decode import Decoder  # noqa: PLC0415
 
     cfg = trainer.cfg
     experiment = to_dict(cfg)
@@ -74,7 +74,7 @@ def release(trainer: Trainer, run_dir: Path, paths: Paths, samples: Samples | No
     path = save_release(fp16_safe(trainer.G), run_dir / RELEASE_NAME, card=card, extra=zoo.scrub_paths({
         "style": paths.style.name, "steps": trainer.step, "photos": len(paths.train), "crops": len(trainer.crops),
         "run": run_dir.name, "bn": "eval (running statistics)", "experiment": experiment,
-        STYLE_COLOUR_KEY: colour.moments_to_json(*zoo.painting_moments(paths.style))}))
+        colour.STYLE_COLOUR_KEY: colour.moments_to_json(*zoo.painting_moments(paths.style))}))
     if samples is not None and samples.photos:
         dec = Decoder(path, device=device, precision="bf16" if trainer.bf16 else "fp32")
         for name, photo in zip(samples.names, samples.photos, strict=True):
