@@ -60,7 +60,9 @@ class MDANConfig:
     # from the upsampled result. A coarse iteration costs ~coarse_scale^2 of a full one.
     coarse_iterations: int = 0
     coarse_scale: float = 0.5
-    content_weight: float = 5e-4  # alpha_1 on the mean relu5_1 MSE (paper: 1 with [-1,1] VGG inputs; README)
+    # alpha_1 on the mean relu5_1 MSE (paper: 1 with [-1,1] VGG inputs). 1e-3 with the matched
+    # start below, 5e-4 from the photo: the same content distance as Gatys's (docs/calibration.md).
+    content_weight: float = 1e-3
     tv_weight: float = 30.0  # alpha_2 on the mean squared neighbour difference of the [-1,1] image (README)
     # Unguided synthesis starts from flat noise with no structure to keep, and D's early
     # gradients are high-frequency colour noise that the stretch would amplify: it needs a
@@ -81,6 +83,11 @@ class MDANConfig:
     flip: bool = True  # style pool horizontal flips
     d_warmup: int = 0  # D-only steps on the initial image before deconvolution (0: off, as the original)
     noise_std: float = 0.1  # unguided init: the style's mean colour + uniform noise in [-std, std]
+    # Guided start image: "photo" (the original's) or "match": the photo with its RGB mean and
+    # covariance mapped onto the style's (mgan.colour.match). D's relu3_1 patches barely move the
+    # global palette (paper Sec. 6); starting in the style's palette lets the iterations go to
+    # strokes while the relu5_1 content target stays the photo's (docs/calibration.md).
+    guided_init: Literal["photo", "match"] = "match"
     postprocess: Literal["stretch", "clip", "match"] = "stretch"  # the original's mean +-2 sigma stretch; "clip": clamp
     # Unguided outputs drift off the texture's palette (D sees relu3_1 patches, not global
     # colour): "match" gives them the style's RGB mean and covariance (mgan.colour;
@@ -371,8 +378,9 @@ class MDAN:
         coarse size would be below ``min_side`` skip the coarse stage.
 
         Args:
-            content: guidance photo ``[1, 3, H, W]`` in ``[0, 1]`` (guided synthesis, the
-                image starts from it); None for unguided synthesis from noise.
+            content: guidance photo ``[1, 3, H, W]`` in ``[0, 1]`` (guided synthesis: the image
+                starts from it, or from it in the style's colours with ``guided_init="match"``);
+                None for unguided synthesis from noise.
             size: ``(H, W)`` of an unguided output (default ``size x size``).
             iterations: overrides ``config.iterations`` (the full-size stage).
             callback: called as ``callback(i, image [1,3,H,W] in [0,1], losses)`` each iteration
@@ -388,7 +396,7 @@ class MDAN:
         dev = self.device
         if content is not None:
             content = content.to(dev)
-            x0 = content.clone()
+            x0 = colour.match(content, *self.style_colour) if cfg.guided_init == "match" else content.clone()
             with torch.no_grad():
                 target = self.encoder(content)[cfg.content_layer].float() if cfg.content_weight > 0 else None
         else:
@@ -546,6 +554,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="guided outputs to [0, 1]: stretch (the original's), clip, match (the style's colour moments)")
     p.add_argument("--unguided-postprocess", choices=("clip", "stretch", "match"), default=d.unguided_postprocess,
                    help="the same for unguided outputs (from noise)")
+    p.add_argument("--guided-init", choices=("photo", "match"), default=d.guided_init,
+                   help="guided start image: the photo in the style's colour mean and covariance (match) or "
+                   "as it is (photo, the original's); the content target is the photo either way")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", choices=precision.CHOICES, default=d.precision, help=precision.HELP)

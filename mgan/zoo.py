@@ -173,7 +173,8 @@ def hardware(device: torch.device | str = "cpu") -> str:
 
 def _mdan_schedule(mdan: dict[str, Any]) -> str:
     """``"256 px, 40 iterations at 0.5x + 40, lr 0.045"``: the MDAN schedule of the targets
-    (the coarse stage and a non-default lr named, as they change what G learns from)."""
+    (the coarse stage, a non-default lr and the start image named, as they change what G
+    learns from; a config from before ``guided_init`` existed started from the photo)."""
     from mgan.mdan import MDANConfig  # noqa: PLC0415 (only cards of new trainings need it)
 
     text = f"{mdan.get('size')} px, "
@@ -183,7 +184,9 @@ def _mdan_schedule(mdan: dict[str, Any]) -> str:
     else:
         text += f"{mdan.get('iterations')} iterations"
     lr = mdan.get("lr")
-    return text if lr is None or lr == MDANConfig.lr else f"{text}, lr {lr}"
+    if lr is not None and lr != MDANConfig.lr:
+        text += f", lr {lr}"
+    return text + (", from the photo in the style's colours" if mdan.get("guided_init") == "match" else "")
 
 
 def config_summary(experiment: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from PIL import Image
 
 from mgan import cli, decode, io, mdan, perceptual, train
 
-MDAN_FAST = ["--iterations", "0", "--size", "32", "--style-size", "40", "--device", "cpu", "--postprocess", "clip"]  # clip: 0 iterations give the photo back
+MDAN_FAST = ["--iterations", "0", "--size", "32", "--style-size", "40", "--device", "cpu", "--postprocess", "clip",
+             "--guided-init", "photo"]  # clip + the photo as start: 0 iterations give the photo back
 PRECIOUS = b"an output written by an earlier run\n"
 
 

@@ -227,6 +227,38 @@ def test_unguided_default_postprocess_gives_the_style_palette(tiny_encoder):
     assert resid.abs().mean() < 0.02
 
 
+def test_guided_init_match_starts_in_the_style_palette_with_the_photo_as_content(tiny_encoder, synthetic_image):
+    """``guided_init="match"`` starts from the photo mapped onto the style's RGB mean and
+    covariance (0 iterations + ``clip`` shows the start image); ``"photo"`` from the photo. The
+    content target stays the photo: the first iteration's relu5_1 loss is ~0 from the photo and
+    clearly positive from the matched start; and the matched start keeps the photo's structure."""
+    from mgan import colour
+
+    style = _style()
+    base = {**TINY, "postprocess": "clip"}
+    photo_start, _ = MDAN(style, MDANConfig(**{**base, "guided_init": "photo"}),
+                          encoder=tiny_encoder).synthesize(synthetic_image, iterations=0)
+    m = MDAN(style, MDANConfig(**{**base, "guided_init": "match"}), encoder=tiny_encoder)
+    match_start, _ = m.synthesize(synthetic_image, iterations=0)
+    torch.testing.assert_close(photo_start, synthetic_image)
+    torch.testing.assert_close(match_start, colour.match(synthetic_image, *colour.moments(style)))
+    sm, _ = colour.moments(style)
+    assert (colour.moments(match_start)[0] - sm).abs().max() < 0.02 < (colour.moments(synthetic_image)[0] - sm).abs().max()
+    # one affine colour map of the photo: its structure is all there
+    assert torch.corrcoef(torch.stack([match_start.mean(1).flatten(), synthetic_image.mean(1).flatten()]))[0, 1].abs() > 0.5
+    _, s_photo = MDAN(style, MDANConfig(**{**base, "guided_init": "photo"}),
+                      encoder=tiny_encoder).synthesize(synthetic_image, iterations=1)
+    _, s_match = MDAN(style, MDANConfig(**{**base, "guided_init": "match"}),
+                      encoder=tiny_encoder).synthesize(synthetic_image, iterations=1)
+    assert s_photo.content_loss[0] < 1e-6 < s_match.content_loss[0]
+
+
+def test_cli_guided_init_choice(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--guided-init", "noise"])
+    assert e.value.code == 2 and "--guided-init" in capsys.readouterr().err
+
+
 def test_init_sets_the_start_image(tiny_encoder, synthetic_image):
     """``init`` replaces the photo (or the noise) as the start: with 0 iterations and ``clip`` the
     output is ``init`` itself (any float dtype); a wrong size or a non-image is an InputError."""

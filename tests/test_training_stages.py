@@ -10,6 +10,7 @@ from conftest import make_tiny_experiment
 
 from mgan import io
 from mgan.errors import InputError
+from mgan.mdan import MDANConfig
 from mgan.training import stages
 from mgan.training.config import Paths, load_config, resolve_data_root, resolve_paths
 
@@ -37,8 +38,12 @@ def test_cache_keys_are_pinned(tmp_path):
     assert stages._key({"a": 1, "b": [1.0, (2, 3)], "p": Path("x")}) == "9c15da7a767e"
     paths = _byte_inputs(tmp_path)
     assert stages._digest(paths.style) == "ce58294e4da5edb7"
-    assert stages.cache_keys(_cfg(), paths) == {"mdan": "a26bdb59acf7", "samples": "4b978fbac462",
-                                                "crops": "536d2bc77bc3"}
+    # MDAN's defaults of before guided_init (the photo as the start, content 5e-4): the keys of then
+    old_defaults = _cfg("mdan.guided_init=photo", "mdan.content_weight=5e-4")
+    assert stages.cache_keys(old_defaults, paths) == {"mdan": "a26bdb59acf7", "samples": "4b978fbac462",
+                                                      "crops": "536d2bc77bc3"}
+    assert stages.cache_keys(_cfg(), paths) == {"mdan": "ffef604a09d5", "samples": "6d6f593c2123",
+                                                "crops": "3eeed81067d3"}
 
 
 def test_cache_keys_follow_what_each_stage_reads(tmp_path):
@@ -55,6 +60,8 @@ def test_cache_keys_follow_what_each_stage_reads(tmp_path):
                    "mdan.unguided_postprocess=clip") == set()  # unguided synthesis only
     assert changed("mdan.coarse_scale=0.25") == set()  # no coarse stage: its scale is not read
     assert changed("mdan.coarse_iterations=20") == {"mdan", "samples", "crops"}
+    other_init = "photo" if MDANConfig.guided_init == "match" else "match"
+    assert changed(f"mdan.guided_init={other_init}") == {"mdan", "samples", "crops"}
     assert changed("sample_size=128") == {"samples"}
     assert changed("crops.stride=32") == {"crops"}
     assert changed("train.lr=0.1", "model.upsample=resize", "name=other") == set()  # training is not cached

@@ -162,6 +162,9 @@ def test_card_names_the_mdan_schedule_of_the_targets():
     assert summary({"size": 384, "iterations": 125, "coarse_iterations": 0, "lr": 0.02}) == "384 px, 125 iterations"
     assert (summary({"size": 256, "iterations": 40, "coarse_iterations": 40, "coarse_scale": 0.5, "lr": 0.045})
             == "256 px, 40 iterations at 0.5x + 40, lr 0.045")
+    assert summary({"size": 256, "iterations": 125, "guided_init": "photo"}) == "256 px, 125 iterations"
+    assert (summary({"size": 256, "iterations": 125, "lr": 0.045, "guided_init": "match"})
+            == "256 px, 125 iterations, lr 0.045, from the photo in the style's colours")
 
 
 def test_zoo_cli(tiny_release, tmp_path, capsys):

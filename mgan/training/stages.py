@@ -67,6 +67,8 @@ def cache_keys(cfg: ExperimentConfig, paths: Paths) -> dict[str, str]:
     mdan_opts = {k: v for k, v in to_dict(cfg.mdan).items() if k not in UNGUIDED_ONLY}
     if not cfg.mdan.coarse_iterations:  # no coarse stage: keys as before these fields existed (caches kept)
         del mdan_opts["coarse_iterations"], mdan_opts["coarse_scale"]
+    if cfg.mdan.guided_init == "photo":  # the start image before guided_init existed: those caches are kept
+        del mdan_opts["guided_init"]
     mdan = _key({"style": (paths.style.name, _digest(paths.style)), "mdan": mdan_opts,
                  "warmup": files(paths.warmup), "warmup_iterations": cfg.warmup_iterations,
                  "train": files(paths.train)})
