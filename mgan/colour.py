@@ -90,9 +90,7 @@ def stretch(x: Tensor, sigmas: float = 2.0) -> Tensor:
     dims = (1, 2, 3)
     m = x.mean(dims, keepdim=True)
     s = x.std(dims, keepdim=True) if x[0].numel() > 1 else torch.zeros_like(m)
-    y = torch.maximum(torch.minimum(x - m, sigmas * s), -sigmas * s)
-    lo = y.amin(dims, keepdim=True)
-    return (y - lo) / (y.amax(dims, keepdim=True) - lo).clamp_min(1e-8)
+    return minmax(torch.maximum(torch.minimum(x - m, sigmas * s), -sigmas * s))
 
 
 def minmax(x: Tensor) -> Tensor:
