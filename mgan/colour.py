@@ -10,7 +10,8 @@ other way round). It is an affine map of the RGB values, so the synthesised stru
 unchanged and only its palette moves (docs/calibration.md, "Unguided synthesis").
 
 :func:`stretch` is the original code's global contrast stretch of MDAN's outputs (so of
-MGAN's training targets), and :func:`minmax` its test-time normalisation of G's output
+MGAN's training targets), :func:`contrast` the same stretch to the style's own brightness
+and contrast, and :func:`minmax` its test-time normalisation of G's output
 (``image.toDisplayTensor`` in ``demo_MGAN.lua``). :mod:`mgan.decode` post-processes G's
 output with :func:`match` (onto the painting's moments, the default where a release carries
 them), :func:`stretch` or :func:`minmax` (docs/training.md, "G's output gets its painting's
@@ -91,6 +92,31 @@ def stretch(x: Tensor, sigmas: float = 2.0) -> Tensor:
     m = x.mean(dims, keepdim=True)
     s = x.std(dims, keepdim=True) if x[0].numel() > 1 else torch.zeros_like(m)
     return minmax(torch.maximum(torch.minimum(x - m, sigmas * s), -sigmas * s))
+
+
+def contrast(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+    """Each image of ``x [N, 3, H, W]`` mapped by one gain and one offset, the same for its three
+    channels, so that its mean and standard deviation over all channels and pixels become those
+    of an image with RGB mean ``mean [3, 1]`` and covariance ``cov [3, 3]`` (from
+    :func:`moments`); clamped to ``[0, 1]``, same dtype as ``x``.
+
+    :func:`stretch` gives every image the same contrast whatever the style (mean 0.5,
+    +-2 sigma over the range: a pixel std near 0.23), too much for a light, low-contrast
+    painting and too little for a dark one. This is the same global stretch to the style's own
+    brightness and contrast. The one gain keeps the image's colour balance, which :func:`match`
+    re-fits (docs/calibration.md, "The post-process"). A flat image maps to the style's mean.
+    """
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected RGB images [N, 3, H, W], got {tuple(x.shape)}")
+    mean, var = mean.double().flatten(), cov.double().diagonal()
+    m_t = mean.mean()  # moments over all channels from the per-channel ones: law of total variance
+    s_t = (var.mean() + (mean - m_t).square().mean()).sqrt()
+    dims = (1, 2, 3)
+    f = x.float()
+    m = f.mean(dims, keepdim=True)
+    s = f.std(dims, keepdim=True) if x[0].numel() > 1 else torch.zeros_like(m)
+    gain = float(s_t) / s.clamp_min(EPS**0.5)
+    return ((f - m) * gain + float(m_t)).clamp_(0, 1).to(x.dtype)
 
 
 def minmax(x: Tensor) -> Tensor:

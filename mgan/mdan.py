@@ -88,11 +88,11 @@ class MDANConfig:
     # global palette (paper Sec. 6); starting in the style's palette lets the iterations go to
     # strokes while the relu5_1 content target stays the photo's (docs/calibration.md).
     guided_init: Literal["photo", "match"] = "match"
-    postprocess: Literal["stretch", "clip", "match"] = "stretch"  # the original's mean +-2 sigma stretch; "clip": clamp
+    postprocess: Literal["stretch", "contrast", "clip", "match"] = "stretch"  # the original's mean +-2 sigma stretch; "clip": clamp
     # Unguided outputs drift off the texture's palette (D sees relu3_1 patches, not global
     # colour): "match" gives them the style's RGB mean and covariance (mgan.colour;
     # docs/calibration.md, unguided: SWD to the texture 1.6-3.5x Gatys's -> 1.1-1.7x).
-    unguided_postprocess: Literal["stretch", "clip", "match"] = "match"
+    unguided_postprocess: Literal["stretch", "contrast", "clip", "match"] = "match"
     seed: int = 0
     precision: str = "auto"  # "auto" (bf16 where native: mgan.precision), "fp32", "bf16" (bf16 VGG, bf16 autocast for D)
     vgg_weights: str = "caffe"  # "caffe", "torchvision" (cached only) or a .bin path
@@ -151,16 +151,20 @@ def postprocess(x: Tensor, mode: str, style_colour: tuple[Tensor, Tensor] | None
     """Map the optimised image ``[1, 3, H, W]`` to ``[0, 1]``.
 
     ``clip`` clamps. ``stretch`` is the original code's: subtract the mean, clip at
-    +-2 standard deviations, min-max normalise (a global contrast stretch). ``match``
-    maps the RGB values affinely onto the style's mean and covariance ``style_colour``
-    (:func:`mgan.colour.moments` of the style), then clamps.
+    +-2 standard deviations, min-max normalise (a global contrast stretch). ``contrast``
+    is that stretch to the style's own mean and standard deviation (one gain and offset for
+    all channels, :func:`mgan.colour.contrast`); ``match`` maps the RGB values affinely onto
+    the style's mean and covariance. Both take ``style_colour``
+    (:func:`mgan.colour.moments` of the style) and clamp.
     """
     if mode == "clip":
         return x.clamp(0, 1)
-    if mode == "match":
+    if mode in ("match", "contrast"):
         if style_colour is None:
-            raise ValueError("postprocess 'match' needs the style's colour moments")
-        return colour.match(x, *style_colour)
+            raise ValueError(f"postprocess {mode!r} needs the style's colour moments")
+        return (colour.match if mode == "match" else colour.contrast)(x, *style_colour)
+    if mode != "stretch":
+        raise ValueError(f"unknown postprocess {mode!r}")
     return colour.stretch(x)
 
 
@@ -550,9 +554,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="maps: D slides over whole feature maps (fast); patches: scores extracted patches")
     p.add_argument("--d-warmup", type=int, default=d.d_warmup, help="D-only steps before deconvolving each image")
     p.add_argument("--no-blend", action="store_true", help="do not average overlapping patch gradients")
-    p.add_argument("--postprocess", choices=("clip", "stretch", "match"), default=d.postprocess,
-                   help="guided outputs to [0, 1]: stretch (the original's), clip, match (the style's colour moments)")
-    p.add_argument("--unguided-postprocess", choices=("clip", "stretch", "match"), default=d.unguided_postprocess,
+    p.add_argument("--postprocess", choices=("clip", "stretch", "contrast", "match"), default=d.postprocess,
+                   help="guided outputs to [0, 1]: stretch (the original's mean +-2 sigma), contrast (the stretch to "
+                   "the style's own mean and contrast), clip, match (the style's colour mean and covariance)")
+    p.add_argument("--unguided-postprocess", choices=("clip", "stretch", "contrast", "match"),
+                   default=d.unguided_postprocess,
                    help="the same for unguided outputs (from noise)")
     p.add_argument("--guided-init", choices=("photo", "match"), default=d.guided_init,
                    help="guided start image: the photo in the style's colour mean and covariance (match) or "

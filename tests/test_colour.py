@@ -99,3 +99,27 @@ def test_contrast_maps_of_a_flat_image_are_finite(fn):
     assert torch.isfinite(y).all() and (y == 0).all()
     with pytest.raises(ValueError, match="N, C, H, W"):
         fn(torch.rand(3, 4, 4))
+
+
+def test_contrast_gives_the_styles_mean_and_std_with_one_gain():
+    """The stretch to the style's own brightness and contrast: the output's mean and std over
+    all channels and pixels are the style's, and one gain and offset serve all three channels,
+    so the differences between channels (the colour balance) scale with the rest."""
+    x = _image(0, [[0.05, 0.02, 0.0], [0.0, 0.04, 0.01], [0.01, 0.0, 0.03]], [0.5, 0.4, 0.6])
+    ref = _image(1, [[0.06, 0.0, 0.0], [0.03, 0.02, 0.0], [0.0, 0.01, 0.02]], [0.6, 0.45, 0.3])
+    y = colour.contrast(x, *colour.moments(ref))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert 0 < y.min() and y.max() < 1  # no clamping, so the figures are exact
+    torch.testing.assert_close(y.mean(), ref.mean(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.std(), ref.std(), atol=1e-4, rtol=0)
+    gain = ref.std() / x.std()
+    torch.testing.assert_close(y - y.mean(), (x - x.mean()) * gain, atol=1e-4, rtol=0)
+    # unlike the original stretch, a light low-contrast style gives a light low-contrast output
+    pale = _image(2, [[0.02, 0.0, 0.0], [0.0, 0.02, 0.0], [0.0, 0.0, 0.02]], [0.8, 0.8, 0.75])
+    p = colour.contrast(x, *colour.moments(pale))
+    assert p.std() < 0.05 < colour.stretch(x).std() and p.mean() > 0.7
+    # a flat image goes to the style's mean; the batch dimension is per image
+    torch.testing.assert_close(colour.contrast(torch.full((2, 3, 4, 4), 0.3), *colour.moments(ref)),
+                               torch.full((2, 3, 4, 4), ref.mean().item()), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="N, 3, H, W"):
+        colour.contrast(torch.rand(1, 1, 4, 4), *colour.moments(ref))

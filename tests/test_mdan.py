@@ -199,8 +199,11 @@ def test_stretch_postprocess_is_the_original_recipe():
     assert y.flatten()[1:].std() > 3 * plain.flatten()[1:].std()
     torch.testing.assert_close(postprocess(3 * x - 1, "stretch"), y, atol=1e-5, rtol=0)
     assert torch.equal(postprocess(x, "clip"), x.clamp(0, 1))
-    with pytest.raises(ValueError, match="colour moments"):
-        postprocess(x, "match")
+    for mode in ("match", "contrast"):
+        with pytest.raises(ValueError, match="colour moments"):
+            postprocess(x, mode)
+    with pytest.raises(ValueError, match="unknown postprocess"):
+        postprocess(x, "strech")
 
 
 def test_unguided_default_postprocess_gives_the_style_palette(tiny_encoder):
