@@ -104,7 +104,7 @@ def contrast(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
     +-2 sigma over the range: a pixel std near 0.23), too much for a light, low-contrast
     painting and too little for a dark one. This is the same global stretch to the style's own
     brightness and contrast. The one gain keeps the image's colour balance, which :func:`match`
-    re-fits (docs/calibration.md, "The post-process"). A flat image maps to the style's mean.
+    re-fits. A flat image maps to the style's mean.
     """
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"expected RGB images [N, 3, H, W], got {tuple(x.shape)}")
