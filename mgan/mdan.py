@@ -60,9 +60,10 @@ class MDANConfig:
     # from the upsampled result. A coarse iteration costs ~coarse_scale^2 of a full one.
     coarse_iterations: int = 0
     coarse_scale: float = 0.5
-    # alpha_1 on the mean relu5_1 MSE (paper: 1 with [-1,1] VGG inputs). 1e-3 with the matched
-    # start below, 5e-4 from the photo: the same content distance as Gatys's (docs/calibration.md).
-    content_weight: float = 1e-3
+    # alpha_1 on the mean relu5_1 MSE (paper: 1 with [-1,1] VGG inputs). 2e-3 with the matched
+    # start and the style's contrast below (5e-4 from the photo with the original's stretch): a
+    # content distance below Gatys's on three styles (docs/calibration.md).
+    content_weight: float = 2e-3
     tv_weight: float = 30.0  # alpha_2 on the mean squared neighbour difference of the [-1,1] image (README)
     # Unguided synthesis starts from flat noise with no structure to keep, and D's early
     # gradients are high-frequency colour noise that the stretch would amplify: it needs a
@@ -88,7 +89,11 @@ class MDANConfig:
     # global palette (paper Sec. 6); starting in the style's palette lets the iterations go to
     # strokes while the relu5_1 content target stays the photo's (docs/calibration.md).
     guided_init: Literal["photo", "match"] = "match"
-    postprocess: Literal["stretch", "contrast", "clip", "match"] = "stretch"  # the original's mean +-2 sigma stretch; "clip": clamp
+    # Guided outputs to [0, 1]: "contrast", the original's global stretch but to the style's own
+    # brightness and contrast rather than a fixed +-2 sigma over the range (mgan.colour.contrast;
+    # closer to the style at a lower content distance, docs/calibration.md); "stretch": the
+    # original's mean +-2 sigma; "clip": clamp; "match": the style's RGB mean and covariance.
+    postprocess: Literal["stretch", "contrast", "clip", "match"] = "contrast"
     # Unguided outputs drift off the texture's palette (D sees relu3_1 patches, not global
     # colour): "match" gives them the style's RGB mean and covariance (mgan.colour;
     # docs/calibration.md, unguided: SWD to the texture 1.6-3.5x Gatys's -> 1.1-1.7x).
@@ -555,8 +560,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--d-warmup", type=int, default=d.d_warmup, help="D-only steps before deconvolving each image")
     p.add_argument("--no-blend", action="store_true", help="do not average overlapping patch gradients")
     p.add_argument("--postprocess", choices=("clip", "stretch", "contrast", "match"), default=d.postprocess,
-                   help="guided outputs to [0, 1]: stretch (the original's mean +-2 sigma), contrast (the stretch to "
-                   "the style's own mean and contrast), clip, match (the style's colour mean and covariance)")
+                   help="guided outputs to [0, 1]: contrast (a global stretch to the style's own mean and contrast), "
+                   "stretch (the original's mean +-2 sigma), clip, match (the style's colour mean and covariance)")
     p.add_argument("--unguided-postprocess", choices=("clip", "stretch", "contrast", "match"),
                    default=d.unguided_postprocess,
                    help="the same for unguided outputs (from noise)")

@@ -46,7 +46,7 @@ def test_same_seed_same_image_and_range(tiny_encoder, synthetic_image, d_input):
     b, _ = MDAN(_style(), cfg, encoder=tiny_encoder).synthesize(synthetic_image)
     c, _ = MDAN(_style(), MDANConfig(**{**TINY, "d_input": d_input, "seed": 1}), encoder=tiny_encoder).synthesize(synthetic_image)
     assert a.shape == synthetic_image.shape and torch.isfinite(a).all()
-    assert a.min() == 0 and a.max() == 1  # the default post-process, the stretch, spans [0, 1] exactly
+    assert a.min() >= 0 and a.max() <= 1
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, c)
     assert len(sa.texture_loss) == TINY["iterations"]
@@ -206,6 +206,30 @@ def test_stretch_postprocess_is_the_original_recipe():
         postprocess(x, "strech")
 
 
+def test_guided_default_postprocess_gives_the_style_brightness_and_contrast(tiny_encoder, synthetic_image):
+    """Guided outputs default to ``contrast``: the original's global stretch, but to the style's
+    own mean and standard deviation (over all channels and pixels) instead of the stretch's fixed
+    mean 0.5 and +-2 sigma over the range. The optimised image is the same under either mode: the
+    two outputs are one increasing pointwise map of each other."""
+    style = _style()
+    cfg = MDANConfig(**TINY)
+    assert cfg.postprocess == "contrast"
+    out, _ = MDAN(style, cfg, encoder=tiny_encoder).synthesize(synthetic_image)
+    stretched, _ = MDAN(style, MDANConfig(**{**TINY, "postprocess": "stretch"}),
+                        encoder=tiny_encoder).synthesize(synthetic_image)
+    assert out.min() >= 0 and out.max() <= 1 and torch.isfinite(out).all()
+    # the style's mean and std (clamping at the range's ends moves them only a little)
+    assert abs(out.mean() - style.mean()) < 0.02 and abs(out.std() - style.std()) < 0.02
+    assert abs(stretched.mean() - style.mean()) > 0.05  # the stretch does not: a different image
+    # one gain for every channel: where neither output is clipped, out = a * stretched + b
+    inside = (out > 0.01) & (out < 0.99) & (stretched > 0.01) & (stretched < 0.99)
+    a = (out[inside] - out[inside].mean()).dot(stretched[inside] - stretched[inside].mean()) / (
+        stretched[inside] - stretched[inside].mean()).square().sum()
+    assert a > 0
+    torch.testing.assert_close(out[inside], a * (stretched[inside] - stretched[inside].mean()) + out[inside].mean(),
+                               atol=2e-3, rtol=0)
+
+
 def test_unguided_default_postprocess_gives_the_style_palette(tiny_encoder):
     """Unguided outputs default to ``match``: their RGB mean and covariance are the style's (up to
     the clamp at the range's ends), where the original's stretch leaves the palette drifted;
@@ -214,7 +238,7 @@ def test_unguided_default_postprocess_gives_the_style_palette(tiny_encoder):
 
     style = _style()
     cfg = MDANConfig(**TINY)
-    assert cfg.unguided_postprocess == "match" and cfg.postprocess == "stretch"
+    assert cfg.unguided_postprocess == "match" and cfg.postprocess == "contrast"
     matched, _ = MDAN(style, cfg, encoder=tiny_encoder).synthesize(size=(64, 64))
     stretched, _ = MDAN(style, MDANConfig(**{**TINY, "unguided_postprocess": "stretch"}),
                         encoder=tiny_encoder).synthesize(size=(64, 64))

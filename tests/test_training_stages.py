@@ -38,12 +38,16 @@ def test_cache_keys_are_pinned(tmp_path):
     assert stages._key({"a": 1, "b": [1.0, (2, 3)], "p": Path("x")}) == "9c15da7a767e"
     paths = _byte_inputs(tmp_path)
     assert stages._digest(paths.style) == "ce58294e4da5edb7"
-    # MDAN's defaults of before guided_init (the photo as the start, content 5e-4): the keys of then
-    old_defaults = _cfg("mdan.guided_init=photo", "mdan.content_weight=5e-4")
+    # MDAN's defaults of before guided_init (the photo as the start, content 5e-4, the stretch):
+    # the keys of then (the bundled releases' configs pin these values)
+    old_defaults = _cfg("mdan.guided_init=photo", "mdan.content_weight=5e-4", "mdan.postprocess=stretch")
     assert stages.cache_keys(old_defaults, paths) == {"mdan": "a26bdb59acf7", "samples": "4b978fbac462",
                                                       "crops": "536d2bc77bc3"}
-    assert stages.cache_keys(_cfg(), paths) == {"mdan": "ffef604a09d5", "samples": "6d6f593c2123",
-                                                "crops": "3eeed81067d3"}
+    # of before the style's contrast (matched start, content 1e-3, the stretch)
+    assert stages.cache_keys(_cfg("mdan.content_weight=1e-3", "mdan.postprocess=stretch"), paths) == {
+        "mdan": "ffef604a09d5", "samples": "6d6f593c2123", "crops": "3eeed81067d3"}
+    assert stages.cache_keys(_cfg(), paths) == {"mdan": "72c1332b5ada", "samples": "87b73f4ccf98",
+                                                "crops": "10cce82640f6"}
 
 
 def test_cache_keys_follow_what_each_stage_reads(tmp_path):
@@ -62,6 +66,7 @@ def test_cache_keys_follow_what_each_stage_reads(tmp_path):
     assert changed("mdan.coarse_iterations=20") == {"mdan", "samples", "crops"}
     assert MDANConfig.guided_init == "match"
     assert changed("mdan.guided_init=photo") == {"mdan", "samples", "crops"}
+    assert changed("mdan.postprocess=stretch") == {"mdan", "samples", "crops"}  # the targets' pixels
     assert changed("sample_size=128") == {"samples"}
     assert changed("crops.stride=32") == {"crops"}
     assert changed("train.lr=0.1", "model.upsample=resize", "name=other") == set()  # training is not cached
