@@ -223,11 +223,10 @@ def test_guided_default_postprocess_gives_the_style_brightness_and_contrast(tiny
     assert abs(stretched.mean() - style.mean()) > 0.05  # the stretch does not: a different image
     # one gain for every channel: where neither output is clipped, out = a * stretched + b
     inside = (out > 0.01) & (out < 0.99) & (stretched > 0.01) & (stretched < 0.99)
-    a = (out[inside] - out[inside].mean()).dot(stretched[inside] - stretched[inside].mean()) / (
-        stretched[inside] - stretched[inside].mean()).square().sum()
+    o, s = out[inside], stretched[inside] - stretched[inside].mean()
+    a = (o - o.mean()).dot(s) / s.square().sum()  # the least-squares gain
     assert a > 0
-    torch.testing.assert_close(out[inside], a * (stretched[inside] - stretched[inside].mean()) + out[inside].mean(),
-                               atol=2e-3, rtol=0)
+    torch.testing.assert_close(o, a * s + o.mean(), atol=2e-3, rtol=0)
 
 
 def test_unguided_default_postprocess_gives_the_style_palette(tiny_encoder):
