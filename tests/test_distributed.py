@@ -101,9 +101,11 @@ def test_torchrun_two_processes_equal_one_process_with_twice_the_batch(tmp_path)
     # weights 2e-2 of their norm) were derived and seen on them; the default matched start makes
     # other 64 px targets, on which Adam's amplification of reordered sums reached 0.028 of one
     # conv's norm (the per-rank BN bug this guards against: 0.5-1.2), and with the default
-    # contrast post-process loss_adv at step 4 came 1.2e-3 apart. TV 30: the prior of then.
+    # contrast post-process loss_adv at step 4 came 1.2e-3 apart. TV 30, content 2e-3 and D on
+    # maps: the MDAN of then.
     common = ["--outdir", str(out), "--no-progress", "--set", "mdan.guided_init=photo",
-              "--set", "mdan.postprocess=stretch", "--set", "mdan.tv_weight=30"]
+              "--set", "mdan.postprocess=stretch", "--set", "mdan.tv_weight=30", "--set", "mdan.content_weight=2e-3",
+              "--set", "mdan.d_input=maps"]
     # 2 ranks x 4 crops, from scratch: MDAN sharded (p0, p2 on rank 0; p1 on rank 1), crops, training, release
     torchrun(["-m", "mgan.train", str(cfg), *common, "--set", "train.batch=4"], cwd=tmp_path)
     cache = next((out / "cache").iterdir())

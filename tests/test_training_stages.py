@@ -38,20 +38,24 @@ def test_cache_keys_are_pinned(tmp_path):
     assert stages._key({"a": 1, "b": [1.0, (2, 3)], "p": Path("x")}) == "9c15da7a767e"
     paths = _byte_inputs(tmp_path)
     assert stages._digest(paths.style) == "ce58294e4da5edb7"
-    # MDAN's defaults of before guided_init (the photo as the start, content 5e-4, the stretch):
+    # MDAN's defaults of before guided_init (the photo as the start, content 5e-4, the stretch, D on maps):
     # the keys of then (the bundled releases' configs pin these values)
     old_defaults = _cfg("mdan.guided_init=photo", "mdan.content_weight=5e-4", "mdan.postprocess=stretch",
-                        "mdan.tv_weight=30")
+                        "mdan.tv_weight=30", "mdan.d_input=maps")
     assert stages.cache_keys(old_defaults, paths) == {"mdan": "a26bdb59acf7", "samples": "4b978fbac462",
                                                       "crops": "536d2bc77bc3"}
-    # of before the style's contrast (matched start, content 1e-3, the stretch, TV 30)
-    assert stages.cache_keys(_cfg("mdan.content_weight=1e-3", "mdan.postprocess=stretch", "mdan.tv_weight=30"),
-                             paths) == {"mdan": "ffef604a09d5", "samples": "6d6f593c2123", "crops": "3eeed81067d3"}
-    # of before TV 15 (the style's contrast, content 2e-3, TV 30)
-    assert stages.cache_keys(_cfg("mdan.tv_weight=30"), paths) == {"mdan": "72c1332b5ada", "samples": "87b73f4ccf98",
-                                                                   "crops": "10cce82640f6"}
-    assert stages.cache_keys(_cfg(), paths) == {"mdan": "31e1e0421d3b", "samples": "2864b050f65e",
-                                                "crops": "ddff89b35eb8"}
+    # of before the style's contrast (matched start, content 1e-3, the stretch, TV 30, D on maps)
+    assert stages.cache_keys(_cfg("mdan.content_weight=1e-3", "mdan.postprocess=stretch", "mdan.tv_weight=30",
+                                  "mdan.d_input=maps"), paths) == {"mdan": "ffef604a09d5", "samples": "6d6f593c2123",
+                                                                   "crops": "3eeed81067d3"}
+    # of before TV 15 (the style's contrast, content 2e-3, TV 30, D on maps)
+    assert stages.cache_keys(_cfg("mdan.tv_weight=30", "mdan.content_weight=2e-3", "mdan.d_input=maps"),
+                             paths) == {"mdan": "72c1332b5ada", "samples": "87b73f4ccf98", "crops": "10cce82640f6"}
+    # of before D on patches (TV 15, content 2e-3, D on maps)
+    assert stages.cache_keys(_cfg("mdan.content_weight=2e-3", "mdan.d_input=maps"), paths) == {
+        "mdan": "31e1e0421d3b", "samples": "2864b050f65e", "crops": "ddff89b35eb8"}
+    assert stages.cache_keys(_cfg(), paths) == {"mdan": "6ceabc3d2d94", "samples": "269d494739b9",
+                                                "crops": "c1bbdff4c0e1"}
 
 
 def test_cache_keys_follow_what_each_stage_reads(tmp_path):
