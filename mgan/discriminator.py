@@ -21,8 +21,10 @@ class PatchDiscriminator(nn.Module):
     Fully convolutional: given an extracted patch ``[P, C, 8, 8]`` it returns ``[P, 1, 1, 1]``
     (the paper's per-patch classifier); given a whole map ``[N, C, H, W]`` with
     ``stride`` 4 it returns the score map ``[N, 1, (H-8)/4+1, (W-8)/4+1]`` of the same
-    8x8 windows, sharing the 3x3 conv between overlapping windows (4x cheaper at
-    stride 4). The two differ only in the 3x3 conv's zero padding at patch borders.
+    8x8 windows, sharing the 3x3 conv between overlapping windows (up to 4x fewer positions
+    at stride 4). The two differ in the 3x3 conv's zero padding at patch borders (on a map a
+    window's score sees 10x10 cells) and in BatchNorm's batch, which is enough to change
+    MDAN's images: docs/calibration.md, "D on patches or on maps".
 
     Args:
         channels: input channels (256 for relu3_1).
