@@ -25,6 +25,17 @@ def test_extract_matches_reference(shape, size, stride):
     torch.testing.assert_close(patches.extract_patches(feat, size, stride), reference_patches(feat, size, stride))
 
 
+@pytest.mark.parametrize("shape,size,stride", [((2, 3, 10, 14), 4, 4), ((1, 5, 16, 19), 8, 4), ((1, 2, 9, 9), 3, 1)])
+def test_extract_gradient_sums_overlapping_patches_like_the_reference(shape, size, stride):
+    # MDAN's image step backpropagates through extraction: overlapping patches' gradients must add up
+    g = torch.Generator().manual_seed(1)
+    feat = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(reference_patches(feat, size, stride).shape, generator=g, dtype=torch.float64)
+    got, = torch.autograd.grad((patches.extract_patches(feat, size, stride) * weights).sum(), feat)
+    want, = torch.autograd.grad((reference_patches(feat, size, stride) * weights).sum(), feat)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
 def test_grid_positions_include_border():
     assert patches.grid_positions(10, 4, 4) == [0, 4, 6]
     assert patches.grid_positions(16, 8, 4) == [0, 4, 8]
