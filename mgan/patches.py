@@ -46,7 +46,8 @@ def extract_patches(feat: Tensor, size: int, stride: int) -> Tensor:
     # Gather each patch's rows, then its columns (overlapping patches repeat them): [N, C, R*s, Q*s].
     # Two index_selects, whose backward is two index_adds. Advanced indexing into the unfolded
     # view gave the same values, but its backward filled a dense [N, C, H-s+1, W-s+1, s, s]
-    # buffer: 4x slower, a fifth of an MDAN iteration at 256 px (docs/calibration.md, "Its time").
+    # buffer: 4x slower, a fifth of an MDAN iteration at 256 px (docs/calibration.md, "D on
+    # extracted patches, and content 4e-3").
     r = torch.tensor([y + i for y in rows for i in range(size)], device=feat.device)
     q = torch.tensor([x + j for x in cols for j in range(size)], device=feat.device)
     grid = feat.index_select(2, r).index_select(3, q)
