@@ -52,6 +52,15 @@ output still wraps). Measured (docs/training.md, "G's output gets its painting's
 ``match`` takes the six bundled models' SWD to their paintings from 0.37-0.52 to 0.24-0.36 on
 ../shared/data/photo at 256 px, at a higher content distance.
 
+**The border margin** (``margin``, CLI ``--margin``). VGG and G pad every convolution with
+zeros, so near the canvas edge both see a dark frame that the image does not have, and the
+bundled Picasso G paints a grey-green band there, about 16 px wide (the red channel 20-25%
+down in the outer 8 px of a Perlin decode). The decoder therefore pads each image by
+``margin`` px (default 32) of its own reflection, decodes that, and crops the margin
+away; G's per-image BatchNorm statistics are measured on the image's own cells, not the
+margin. Tileable decodes need none (their context is the wrap-around); ``--margin 0`` is
+the plain decode of the original code.
+
 Decode-time controls (``--strength``, ``--preserve-colors``, ``--mask``) are per-pixel
 mixes of G's output with the photo (:mod:`mgan.controls`), so they keep tiled = untiled.
 
@@ -86,6 +95,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "bf16-autocast")
 BN_STATS = ("image", "running")  # G's BatchNorm statistics at decode time (module docstring)
 POSTPROCESS = ("auto", "match", "stretch", "minmax", "none")  # what G's output gets (module docstring)
 STATS_SIDE = 1024  # longest side of the image the per-image statistics are measured on
+# Reflected context decoded around a (non-tileable) image and cropped away (module docstring):
+# the border band of zero padding reaches ~16-24 px into the bundled Picasso G's decodes, 32 px
+# of context removes it (docs/decoding.md, "The border margin").
+MARGIN = 32
 # Peak working bytes per tile pixel beyond the output buffer, measured on CPU (channels_last,
 # full-width G, 512^2 and 1024^2 tiles: ~290 bf16, ~510 fp32) plus ~10% margin; dominated by
 # the 64-channel relu1_x maps and oneDNN reorders.
@@ -261,6 +274,9 @@ class Decoder:
             (the original's test-time behaviour, made independent of tiling and batching:
             module docstring); ``"running"``: with the running statistics of training.
         stats_side: longest side of the image the ``"image"`` statistics are measured on.
+        margin: px of reflected context decoded around each (non-tileable) image and cropped
+            away, so its borders are decoded like its middle (module docstring); rounded up to
+            a multiple of 8, and cut to fit images narrower than it. 0: no margin.
         postprocess: ``"auto"`` (default): ``"match"`` when the release carries its
             painting's colour moments (``extra["style_colour"]``; every release ``mgan.train``
             writes, and the bundled models), else ``"minmax"``. ``"match"``: each decoded
@@ -293,6 +309,7 @@ class Decoder:
         bn_stats: str = "image",
         stats_side: int = STATS_SIDE,
         postprocess: str = "auto",
+        margin: int = MARGIN,
     ) -> None:
         from mgan.generator import Generator, load_release  # noqa: PLC0415
         from mgan.vgg import layer_scale  # noqa: PLC0415
@@ -305,6 +322,8 @@ class Decoder:
             raise InputError(f"bn_stats must be one of {', '.join(BN_STATS)}, got {bn_stats!r}")
         if not (isinstance(stats_side, int) and stats_side >= 64):
             raise InputError(f"stats_side must be an integer >= 64, got {stats_side!r}")
+        if not (isinstance(margin, int) and not isinstance(margin, bool) and margin >= 0):
+            raise InputError(f"margin must be an integer >= 0 (px), got {margin!r}")
         if not 0 < tile_memory_mb < math.inf:  # NaN fails every comparison: refused too
             raise InputError(f"tile memory must be a finite number > 0 MB, got {tile_memory_mb}")
         self.device = device if isinstance(device, torch.device) else cli.resolve_device(str(device))
@@ -342,6 +361,7 @@ class Decoder:
         # Tiles are exact only if the halo covers G's receptive field too; it depends on G's
         # layers (upsampling mode, kernel sizes), so it is computed, not assumed.
         self.halo = ENCODER_HALO + self.scale * G.halo_cells()
+        self.margin = -(-margin // self.scale) * self.scale  # whole feature cells: the statistics leave them out
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         encoder = _encoder(cfg.encoder_layer, cfg.vgg_weights, cfg.pooling,
@@ -383,24 +403,28 @@ class Decoder:
         # -- end backend
 
     @torch.inference_mode()
-    def set_image_stats(self, image: Tensor, tileable: bool = False) -> None:
+    def set_image_stats(self, image: Tensor, tileable: bool = False, margin: int = 0) -> None:
         """Give G's BatchNorm layers the statistics of one image ``[1, 3, H, W]`` in ``[0, 1]``
         (sides multiples of 8), measured untiled on the image scaled (antialiased) to at most
         ``stats_side`` px on its longest side: :func:`set_bn_stats`. ``tileable``: of the
-        periodic image (wrapped by the halo, which is then left out of the statistics)."""
+        periodic image (wrapped by the halo, which is then left out of the statistics).
+        ``margin``: ``image`` carries this many px (a multiple of 8) of reflected context on
+        each side (:attr:`margin`), also left out (scaled with the image)."""
         h, w = image.shape[-2:]
         x = image.float()
-        if max(h, w) > self.stats_side:
-            f = self.stats_side / max(h, w)
+        border = margin // self.scale
+        if max(h, w) - 2 * margin > self.stats_side:  # the image's own side, not the margin's
+            f = self.stats_side / (max(h, w) - 2 * margin)
             size = (max(8, round(h * f) // 8 * 8), max(8, round(w * f) // 8 * 8))
             x = nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
             x = x.clamp(0, 1)
+            border = int(margin * f) // self.scale
         halo = self.halo if tileable else 0
         if halo:
             x = nn.functional.pad(x, (halo, halo, halo, halo), mode="circular")
         feat = self.pipeline.features(x.to(self.device).contiguous(memory_format=self.memory_format))
         with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=self.pipeline.autocast):
-            set_bn_stats(self.pipeline.g_net, feat, border=halo // self.scale)
+            set_bn_stats(self.pipeline.g_net, feat, border=halo // self.scale + border)
 
     def resolve_postprocess(self, postprocess: str) -> str:
         """``postprocess`` with ``"auto"`` resolved for this generator (``"match"`` where it carries
@@ -445,7 +469,9 @@ class Decoder:
         the decoder's own :attr:`postprocess` when it is None.
 
         Any ``H, W >= 8`` works: sides that are not multiples of 8 are padded by edge
-        replication and cropped back. ``tileable=True`` decodes as if the image were
+        replication and cropped back. Unless tileable, each image is decoded inside
+        :attr:`margin` px of its own reflection, cropped away (at most the largest multiple
+        of 8 below its shorter side). ``tileable=True`` decodes as if the image were
         periodic (wrap-around), so the result tiles seamlessly; it needs sides that are
         multiples of 8.
         """
@@ -458,6 +484,9 @@ class Decoder:
         if tileable and (h0 % self.scale or w0 % self.scale):
             raise InputError(f"a tileable decode needs sides that are multiples of {self.scale}, got {w0}x{h0}")
         x = image.float()
+        m = 0 if tileable else min(self.margin, (min(h0, w0) - 1) // self.scale * self.scale)
+        if m:  # reflection needs m < each side
+            x = nn.functional.pad(x, (m, m, m, m), mode="reflect")
         ph, pw = (-h0) % self.scale, (-w0) % self.scale
         if ph or pw:
             x = nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
@@ -469,19 +498,19 @@ class Decoder:
             outs = []
             for i in range(x.shape[0]):
                 xi = x[i : i + 1]
-                if len(rows) == len(cols) == 1 and not tileable and max(H, W) <= self.stats_side:
+                if len(rows) == len(cols) == 1 and not tileable and max(H, W) - 2 * m <= self.stats_side:
                     # one untiled pass: measuring the statistics layer by layer is the decode
                     xt = xi.to(self.device).contiguous(memory_format=self.memory_format)
                     feat = self.pipeline.features(xt)
                     with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=self.pipeline.autocast):
-                        y = set_bn_stats(self.pipeline.g_net, feat, through=True)
+                        y = set_bn_stats(self.pipeline.g_net, feat, through=True, border=m // self.scale)
                     assert y is not None
                     outs.append(self.pipeline.to_unit(y).to("cpu"))
                 else:
-                    self.set_image_stats(xi, tileable)
+                    self.set_image_stats(xi, tileable, margin=m)
                     outs.append(run_tiled(self._run, xi, rows, cols, self.device, self.memory_format, progress))
             out = torch.cat(outs) if outs else run_tiled(self._run, x, rows, cols, self.device, self.memory_format)
-        out = out[..., :h0, :w0] if (ph or pw) else out
+        out = out[..., m : m + h0, m : m + w0] if (m or ph or pw) else out
         if post == "match":
             assert self.style_colour is not None
             return torch.cat([colour.match(o[None], *self.style_colour) for o in out])
@@ -581,6 +610,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="G's BatchNorm statistics: each image's own, measured once per image on it at most "
                    f"{STATS_SIDE} px (the original's test-time mode, tiled = untiled), or the running ones of "
                    "training (one G for all images, as the openvino/onnxruntime backends need)")
+    p.add_argument("--margin", type=int, default=MARGIN,
+                   help=f"px of reflected context decoded around each image and cropped away, so the borders are "
+                        f"decoded like the middle (default {MARGIN}; 0: none, the original's decode)")
     p.add_argument("--postprocess", choices=POSTPROCESS, default="auto",
                    help="G's output: match: each image's RGB mean and covariance made the painting's; stretch: "
                    "its mean +-2 std to [0, 1], as MDAN's outputs; minmax: its range to [0, 1] (the original "
@@ -796,7 +828,7 @@ def _run(args: argparse.Namespace) -> int:
         _check_target(args, w, h, "--size")
     decoder = Decoder(args.model, device=args.device, precision=args.precision, tile=tile,
                       tile_memory_mb=args.tile_memory, compile=args.compile, backend=args.backend,
-                      bn_stats=args.bn_stats, postprocess=args.postprocess)
+                      bn_stats=args.bn_stats, postprocess=args.postprocess, margin=args.margin)
     progress = not args.quiet
     if args.dry_run:
         what = {"noise": f"{args.noise} noise", "folder": f"{len(files)} images"}.get(mode, str(args.input))
