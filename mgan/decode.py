@@ -409,16 +409,23 @@ class Decoder:
         ``stats_side`` px on its longest side: :func:`set_bn_stats`. ``tileable``: of the
         periodic image (wrapped by the halo, which is then left out of the statistics).
         ``margin``: ``image`` carries this many px (a multiple of 8) of reflected context on
-        each side (:attr:`margin`), also left out (scaled with the image)."""
+        each side (:attr:`margin`), also left out. A downscaled image is measured inside a
+        margin of its own, reflected after scaling, so that its edges get as much context as
+        an image decoded at full size."""
         h, w = image.shape[-2:]
         x = image.float()
         border = margin // self.scale
         if max(h, w) - 2 * margin > self.stats_side:  # the image's own side, not the margin's
-            f = self.stats_side / (max(h, w) - 2 * margin)
+            x = x[..., margin : h - margin, margin : w - margin]
+            h, w = x.shape[-2:]
+            f = self.stats_side / max(h, w)
             size = (max(8, round(h * f) // 8 * 8), max(8, round(w * f) // 8 * 8))
             x = nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
             x = x.clamp(0, 1)
-            border = int(margin * f) // self.scale
+            if margin:
+                m = min(margin, (min(size) - 1) // self.scale * self.scale)
+                x = nn.functional.pad(x, (m, m, m, m), mode="reflect") if m else x
+                border = m // self.scale
         halo = self.halo if tileable else 0
         if halo:
             x = nn.functional.pad(x, (halo, halo, halo, halo), mode="circular")
@@ -611,8 +618,9 @@ def _parser() -> argparse.ArgumentParser:
                    f"{STATS_SIDE} px (the original's test-time mode, tiled = untiled), or the running ones of "
                    "training (one G for all images, as the openvino/onnxruntime backends need)")
     p.add_argument("--margin", type=int, default=MARGIN,
-                   help=f"px of reflected context decoded around each image and cropped away, so the borders are "
-                        f"decoded like the middle (default {MARGIN}; 0: none, the original's decode)")
+                   help=f"px of reflected context decoded around each image and cropped away, so its edges decode "
+                        f"like its middle (rounded up to a multiple of 8, cut to fit small images, not used with "
+                        f"--tileable; default {MARGIN}; 0: the plain decode of the original code)")
     p.add_argument("--postprocess", choices=POSTPROCESS, default="auto",
                    help="G's output: match: each image's RGB mean and covariance made the painting's; stretch: "
                    "its mean +-2 std to [0, 1], as MDAN's outputs; minmax: its range to [0, 1] (the original "

@@ -88,6 +88,7 @@ class EvalConfig:
     # G's output post-process (mgan.decode: auto = the painting's colour match where the model
     # carries them; "none" scores G's output as it leaves G)
     mgan_postprocess: str = "auto"
+    mgan_margin: int = 32  # px of reflected context around each decoded photo (mgan.decode.MARGIN; 0: none)
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values."""
@@ -106,6 +107,8 @@ class EvalConfig:
 
         if self.mgan_postprocess not in POSTPROCESS:
             raise ConfigError(f"mgan_postprocess: must be one of {', '.join(POSTPROCESS)}, got {self.mgan_postprocess!r}")
+        if self.mgan_margin < 0:
+            raise ConfigError(f"mgan_margin: must be >= 0 px, got {self.mgan_margin}")
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -318,8 +321,10 @@ def generate(
         model = mgan_model or DEFAULT_MODEL
         if not Path(model).is_file():
             raise FileNotFoundError(str(model))
-        decoder = Decoder(model, device=device, precision=cfg.precision, postprocess=cfg.mgan_postprocess)
-        note = f"feed-forward decode with {model} ({prec}, post-process {decoder.postprocess})"
+        decoder = Decoder(model, device=device, precision=cfg.precision, postprocess=cfg.mgan_postprocess,
+                          margin=cfg.mgan_margin)
+        note = (f"feed-forward decode with {model} ({prec}, post-process {decoder.postprocess}, "
+                f"border margin {decoder.margin} px)")
 
         def make() -> Callable[[Tensor], Tensor]:
             return decoder.decode
@@ -471,6 +476,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mgan-postprocess", default=d.mgan_postprocess,
                    help="G's output post-process (mgan.decode --postprocess): auto (default), match, stretch, minmax, "
                    "none (G's output as it is); outputs already in OUT/mgan are kept: use a new --out to compare")
+    p.add_argument("--mgan-margin", type=int, default=d.mgan_margin,
+                   help="px of reflected context around each decoded photo (mgan.decode --margin; 0: the plain "
+                   "decode); outputs already in OUT/mgan are kept: use a new --out to compare")
     p.add_argument("--size", type=int, default=d.size, help="longest side of generated outputs")
     p.add_argument("--eval-size", type=int, default=d.eval_size, help="longest side for scoring")
     p.add_argument("--style-size", type=int, default=d.style_size)
@@ -499,7 +507,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(size=args.size, eval_size=args.eval_size, style_size=args.style_size,
                      projections=args.projections, gatys_iterations=args.gatys_iterations,
                      cnnmrf_iterations=args.cnnmrf_iterations, mdan_iterations=args.mdan_iterations, seed=args.seed,
-                     precision=args.precision, mgan_postprocess=args.mgan_postprocess)
+                     precision=args.precision, mgan_postprocess=args.mgan_postprocess, mgan_margin=args.mgan_margin)
     cfg.validate()
     device = resolve_device(args.device)
     wanted = [m.strip() for m in args.generate.split(",") if m.strip()]

@@ -24,8 +24,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("backend", FAST)
 def test_tiled_and_tileable_decodes_match_torch(tiny_release, backend):
     # The exported nets hold one G: the running BatchNorm statistics (decode.py's docstring)
-    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=64, backend=backend, bn_stats="running")
-    fp32_decoder = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, bn_stats="running")
+    # (margin=0: the image planned is the image decoded)
+    dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=64, backend=backend, bn_stats="running",
+                         margin=0)
+    fp32_decoder = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, bn_stats="running",
+                                  margin=0)
     x = noise.perlin(168, 176, seed=1, scale=32.0)
     rows, cols = dec.plan(*x.shape[-2:])
     assert len(rows) > 2 and len(cols) > 2  # interior tiles: halos on every side

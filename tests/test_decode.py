@@ -131,12 +131,39 @@ def test_margin_decodes_inside_the_images_reflection(tiny_release):
     assert len(tiled.plan(168, 200)[0]) > 2
     assert (tiled.decode(x) - y).abs().max() <= 1e-5
     assert decode.Decoder(tiny_release, margin=9).margin == 16  # whole 8 px feature cells
+    # a side narrower than the margin: cut to 8 px (a reflection needs fewer px than the side),
+    # then edge replication up to 32x48, decoded and cropped back to the image
     odd = torch.rand(1, 3, 13, 30, generator=torch.Generator().manual_seed(1))
+    op = nn.functional.pad(nn.functional.pad(odd, (8, 8, 8, 8), mode="reflect"), (0, 2, 0, 3), mode="replicate")
+    with torch.no_grad():
+        feat = plain.pipeline.features(op)
+        ref = plain.pipeline.to_unit(decode.set_bn_stats(plain.pipeline.g_net, feat, through=True, border=1))
     for d in (dec, tiled):
-        z = d.decode(odd)  # margin cut to 8 px: a reflection needs fewer px than the side
-        assert z.shape == odd.shape and torch.isfinite(z).all()
+        torch.testing.assert_close(d.decode(odd), ref[..., 8:21, 8:38], atol=1e-5, rtol=0)
     with pytest.raises(io.InputError, match="margin"):
         decode.Decoder(tiny_release, margin=-8)
+
+
+def test_margin_with_image_statistics_at_and_above_stats_side(tiny_release):
+    """``stats_side`` counts the image's own side, not the margin's: up to it the statistics come
+    from the decode itself, tiled or not; above it, from the image scaled to ``stats_side``
+    inside a reflected margin of its own (left out of the statistics)."""
+    x = noise.perlin(128, 160, seed=2, scale=24.0)  # 160 px: under stats_side, decoded at 160x192, over it
+    kw = {"device": "cpu", "precision": "fp32", "postprocess": "none", "margin": 16, "stats_side": 168}
+    untiled, tiled = decode.Decoder(tiny_release, tile=None, **kw), decode.Decoder(tiny_release, tile=32, **kw)
+    assert len(tiled.plan(160, 192)[0]) > 2
+    assert (tiled.decode(x) - untiled.decode(x)).abs().max() <= 1e-5
+    big = noise.perlin(200, 264, seed=5, scale=32.0)  # above: statistics of a 120x168 copy
+    untiled.decode(big)
+    small = nn.functional.interpolate(big, size=(120, 168), mode="bilinear", antialias=True, align_corners=False)
+    small = nn.functional.pad(small.clamp(0, 1), (16, 16, 16, 16), mode="reflect")
+    ref = decode.Decoder(tiny_release, tile=None, **{**kw, "margin": 0})
+    with torch.no_grad():
+        decode.set_bn_stats(ref.pipeline.g_net, ref.pipeline.features(small), border=2)
+    bns = [[m for m in d.pipeline.g_net if isinstance(m, nn.BatchNorm2d)] for d in (untiled, ref)]
+    for a, b in zip(*bns, strict=True):
+        torch.testing.assert_close(a.running_mean, b.running_mean, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a.running_var, b.running_var, atol=1e-5, rtol=1e-5)
 
 
 def test_margin_removes_the_bundled_generators_border_band():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mgan import evaluate, io
+from mgan.errors import ConfigError
 from mgan.evaluate import EvalConfig, Scorer
 
 
@@ -82,14 +83,19 @@ def test_cli_rejects_bad_input(tmp_path, capsys, synthetic_image):
 
 def test_generate_mgan_with_its_post_process(tmp_path, tiny_release, synthetic_image):
     """The MGAN column decodes with the decoder's post-process (auto: minmax for a G without
-    painting colours), or G's output as it is with ``mgan_postprocess="none"``; the note says which."""
+    painting colours), or G's output as it is with ``mgan_postprocess="none"``, and with the
+    decoder's border margin (``mgan_margin``); the note says which."""
     photo = io.save_image(synthetic_image, tmp_path / "p.png")
     outs = {}
-    for pp in ("auto", "none"):
-        cfg = evaluate.EvalConfig(size=64, eval_size=64, style_size=64, mgan_postprocess=pp)
-        folder, note = evaluate.generate("mgan", [photo], synthetic_image, tmp_path / pp, cfg, torch.device("cpu"),
-                                         mgan_model=tiny_release, progress=False)
-        assert note.endswith({"auto": "post-process minmax)", "none": "post-process none)"}[pp]), note
-        outs[pp] = io.load_image(folder / "p.png")
-    assert outs["auto"].shape == outs["none"].shape == synthetic_image.shape
-    assert outs["none"].std() < outs["auto"].std()  # the tiny G's raw output is low-contrast; minmax spreads it
+    for pp, margin in (("auto", 32), ("none", 32), ("none", 0)):
+        cfg = evaluate.EvalConfig(size=64, eval_size=64, style_size=64, mgan_postprocess=pp, mgan_margin=margin)
+        folder, note = evaluate.generate("mgan", [photo], synthetic_image, tmp_path / f"{pp}{margin}", cfg,
+                                         torch.device("cpu"), mgan_model=tiny_release, progress=False)
+        want = {"auto": "post-process minmax", "none": "post-process none"}[pp] + f", border margin {margin} px)"
+        assert note.endswith(want), note
+        outs[pp, margin] = io.load_image(folder / "p.png")
+    assert outs["auto", 32].shape == outs["none", 32].shape == synthetic_image.shape
+    assert outs["none", 32].std() < outs["auto", 32].std()  # the tiny G's raw output is low-contrast; minmax spreads it
+    assert (outs["none", 32] - outs["none", 0]).abs().max() > 1e-2  # the margin reaches the decode
+    with pytest.raises(ConfigError, match="mgan_margin"):
+        evaluate.EvalConfig(mgan_margin=-1).validate()

@@ -77,12 +77,13 @@ def test_run_tiled_equals_the_untiled_network(wrap):
 
 
 @pytest.mark.parametrize(("precision", "tol"), [("fp32", 1e-5), ("bf16", 1e-2)])
-def test_tiled_equals_untiled(tiny_release, precision, tol, fp32_decoder, bf16_decoder):
+def test_tiled_equals_untiled(tiny_release, precision, tol):
     # 4 x 5 tiles; where bf16 is emulated 3 x 3, the fewest with an interior tile (the 48 px
-    # halo needs a side > 64 + 2 * 48), half the pixels
+    # halo needs a side > 64 + 2 * 48), half the pixels. Without the border margin, so that the
+    # image planned is the image decoded (the margin's tiles: test_decode.py)
     x = noise.perlin(*((200, 264) if NATIVE_BF16 or precision == "fp32" else (168, 176)), seed=1, scale=32.0)
-    ref = (fp32_decoder if precision == "fp32" else bf16_decoder).decode(x)
-    tiled = decode.Decoder(tiny_release, device="cpu", precision=precision, tile=64)
+    ref = decode.Decoder(tiny_release, device="cpu", precision=precision, tile=None, margin=0).decode(x)
+    tiled = decode.Decoder(tiny_release, device="cpu", precision=precision, tile=64, margin=0)
     rows, cols = tiled.plan(*x.shape[-2:])
     assert len(rows) > 2 and len(cols) > 2
     diff = (tiled.decode(x) - ref).abs().max().item()
@@ -170,10 +171,11 @@ def test_tileable_equals_circular_padding_and_wraps(tiny_release, fp32_decoder, 
 
 def test_plain_and_tileable_decodes_differ_only_near_the_border(tiny_release):
     """Zero padding vs wrap-around changes only the outer HALO px; the interior is the same decode.
-    With G's running BatchNorm statistics: per-image ones also differ by the border's share."""
+    With G's running BatchNorm statistics: per-image ones also differ by the border's share.
+    Zero padding is the decode without the border margin (``margin=0``)."""
     x = noise.perlin(128, 160, seed=7, scale=32.0, tileable=True)
     dec = decode.Decoder(tiny_release, device="cpu", precision="fp32", tile=None, bn_stats="running",
-                         postprocess="none")
+                         postprocess="none", margin=0)
     plain, wrapped = dec.decode(x), dec.decode(x, tileable=True)
     h = tiling.HALO
     assert (plain - wrapped)[..., h:-h, h:-h].abs().max() <= 1e-5

@@ -139,11 +139,12 @@ def test_end_to_end_resume_release_decode(tiny_project, capsys):
     assert dec.postprocess == "match" and y.shape == photo.shape and torch.isfinite(y).all()
     assert 0 <= y.min() and y.max() <= 1
     # the release decodes like the trained G in eval mode (fp16 weights: small differences),
-    # with its running BN statistics (the default per-image ones are decode.py's tests')
-    y = Decoder(rel, device="cpu", precision="fp32", bn_stats="running", postprocess="none").decode(photo)
+    # with its running BN statistics (the default per-image ones are decode.py's tests'), and
+    # without the border margin, which the trainer's own decode does not have
+    y = Decoder(rel, device="cpu", precision="fp32", bn_stats="running", postprocess="none", margin=0).decode(photo)
     cfg_obj = load_config(full / "config.yaml")
     (crops_file,) = (out / "cache").glob("*/crops-*.pt")
     tr = Trainer(cfg_obj, CropSet.from_state_dict(io.load_checkpoint(crops_file)), progress=False)
     tr.G.load_state_dict(a["G"])
     ref = tr.generate(tr.encoder(photo)["relu4_1"], "eval")
-    assert (ref - y).abs().mean() < 1e-2
+    assert (ref - y).abs().mean() < 1e-3  # measured 4e-6; the margin alone would give 6e-3
