@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  skip {label}: {backend} not installed (pip install 'mgan[fast]')", file=sys.stderr)
                 continue
             # one G for all images (the running BN statistics): what an export holds (mgan.decode)
-            dec = Decoder(model, device="cpu", precision=prec, tile=None, backend=backend, bn_stats="running")
+            # (margin=0: the FLOP count is of exactly n x n px)
+            dec = Decoder(model, device="cpu", precision=prec, tile=None, backend=backend, bn_stats="running",
+                          margin=0)
             if flops is None:
                 flops = conv_flops(dec, 64, 64) * (n / 64) ** 2
             t0 = time.perf_counter()

@@ -108,8 +108,13 @@ def make_images(folder: Path, n: int, min_side: int, max_side: int, seed: int,
 
 
 def decode_shape(w: int, h: int) -> tuple[int, int]:
-    """The shape the decoder runs at: sides padded up to multiples of 8 (``Decoder.decode``)."""
-    return -(-w // 8) * 8, -(-h // 8) * 8
+    """The shape the decoder runs at (``Decoder.decode``): the border margin on every side
+    (``MARGIN`` px, cut to the largest multiple of 8 below the shorter side), then sides padded
+    up to multiples of 8."""
+    from mgan.decode import MARGIN  # noqa: PLC0415
+
+    m = min(MARGIN, (min(w, h) - 1) // 8 * 8)
+    return -(-(w + 2 * m) // 8) * 8, -(-(h + 2 * m) // 8) * 8
 
 
 def mdan_shape(w: int, h: int, size: int) -> tuple[int, int]:
