@@ -283,6 +283,20 @@ def test_cli_noise_is_deterministic_by_seed(tiny_release, tmp_path):
     assert (ref[0].permute(1, 2, 0).numpy() * 255 - a).__abs__().mean() < 8  # the minmax of it (up to 8-bit rounding)
 
 
+def test_cli_margin_reaches_the_decoder(tiny_release, tmp_path, synthetic_image):
+    """``--margin`` is the Decoder's: 0 gives the plain decode, the default the margin's."""
+    photo = io.save_image(synthetic_image, tmp_path / "p.png")
+    args = ["--model", str(tiny_release), "--input", str(photo), "--precision", "fp32", "--postprocess", "none",
+            "--quiet"]
+    for margin in ("0", "32"):
+        assert decode.main([*args, "--margin", margin, "--out", str(tmp_path / f"m{margin}.png")]) == 0
+    for margin in (0, 32):
+        ref = decode.Decoder(tiny_release, device="cpu", precision="fp32", postprocess="none", margin=margin)
+        want = (ref.decode(synthetic_image)[0].permute(1, 2, 0).numpy() * 255).round()
+        assert np.abs(read_png(tmp_path / f"m{margin}.png").astype(np.float64) - want).max() <= 1
+    assert not np.array_equal(read_png(tmp_path / "m0.png"), read_png(tmp_path / "m32.png"))
+
+
 def test_cli_tileable_brown_noise_wraps(tiny_release, tmp_path):
     out = tmp_path / "tile.png"
     assert decode.main(["--model", str(tiny_release), "--noise", "brown", "--size", "96", "--tileable",
@@ -348,6 +362,7 @@ def test_cli_video_without_frames(tiny_release, tmp_path, capsys):
         (["--noise", "perlin", "--noise-weight", "2"], "--noise-weight"),
         (["--noise", "perlin", "--out", "{tmp}/x.txt"], "image file"),
         (["--noise", "perlin", "--tile", "zero"], "--tile"),
+        (["--noise", "perlin", "--margin", "-8"], "margin"),
         (["--input", "{tmp}/missing.png"], "not found"),
         (["--input", "{tmp}/empty_dir"], "no images"),
         (["--input", "{tmp}/broken.png", "--out", "{tmp}/o.png"], "not an image"),
