@@ -15,7 +15,9 @@ weights: speed does not depend on them) in fp32 and bf16 and prints, per size:
   line with the CPU kind), so the ratio holds from machine to machine.
 
 ``--variants`` adds a 512^2 ablation: contiguous vs channels_last, bf16 autocast vs
-bf16 weights, BatchNorm folding, ``torch.compile``. The CPU is shared by others here,
+bf16 weights, BatchNorm folding, ``torch.compile``, and the cost of the CLI's default 32 px
+border margin (``mgan.decode.MARGIN``: the rows above decode exactly n x n, ``margin=0``; the
+margin's row counts the same useful FLOPs, so its TFLOP/s shows the overhead). The CPU is shared by others here,
 so the load average is printed at start and end: compare runs with similar load.
 
 Usage::
@@ -104,10 +106,11 @@ def worker(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    # margin=0: the network's throughput at exactly n x n (the default border margin decodes
-    # (n + 64)^2 px, which the FLOP count and the tile plan below would not see)
+    # margin 0 (default here): the network's throughput at exactly n x n; with --margin the
+    # decode runs at (n + 2 margin)^2 px, counted as overhead (the FLOPs stay n x n's)
     dec = Decoder(args.model, device=args.device, precision=args.precision, tile=args.tile,
-                  channels_last=not args.contiguous, fold_bn=not args.no_fold, compile=args.compile, margin=0)
+                  channels_last=not args.contiguous, fold_bn=not args.no_fold, compile=args.compile,
+                  margin=args.margin)
     init_s = time.perf_counter() - t0
     n = args.size
     flops = conv_flops(dec, 64, 64) * (n / 64) ** 2
@@ -126,7 +129,8 @@ def worker(args: argparse.Namespace) -> dict:
         dec.decode(x)
         _sync(dec.device)
         times.append(time.perf_counter() - t0)
-    rows, cols = dec.plan(n, n)
+    m = min(dec.margin, (n - 1) // 8 * 8)
+    rows, cols = dec.plan(n + 2 * m, n + 2 * m)
     med = statistics.median(times)
     return {
         "size": n, "precision": args.precision, "variant": args.label, "tiles": f"{len(rows)}x{len(cols)}",
@@ -183,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--contiguous", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-fold", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--label", default="default", help=argparse.SUPPRESS)
+    p.add_argument("--margin", type=int, default=0, help=argparse.SUPPRESS)
     return p
 
 
@@ -227,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 v = [("fp32", "fp32 contiguous", ["--contiguous"]), ("fp32", "fp32 channels_last", []),
                      ("bf16-autocast", "bf16 autocast (fp32 weights)", []),
                      ("bf16", "bf16 weights, BN not folded", ["--no-fold"]), ("bf16", "bf16 weights + BN folded", []),
-                     ("bf16", "bf16 untiled (tile off)", ["--tile", "off"])]
+                     ("bf16", "bf16 untiled (tile off)", ["--tile", "off"]),
+                     ("bf16", "bf16 + 32 px border margin (the CLI's default)", ["--margin", "32"])]
                 if args.compile:
                     v += [("bf16", "bf16 + torch.compile", ["--compile"]),
                           ("fp32", "fp32 + torch.compile", ["--compile"])]
