@@ -490,6 +490,8 @@ class Decoder:
             raise InputError(f"image is too small to decode ({w0}x{h0}); each side must be at least {self.scale} px")
         if tileable and (h0 % self.scale or w0 % self.scale):
             raise InputError(f"a tileable decode needs sides that are multiples of {self.scale}, got {w0}x{h0}")
+        if image.shape[0] == 0:  # an empty batch decodes to an empty batch
+            return image.float().cpu()
         x = image.float()
         m = 0 if tileable else min(self.margin, (min(h0, w0) - 1) // self.scale * self.scale)
         if m:  # reflection needs m < each side
@@ -516,7 +518,9 @@ class Decoder:
                 else:
                     self.set_image_stats(xi, tileable, margin=m)
                     outs.append(run_tiled(self._run, xi, rows, cols, self.device, self.memory_format, progress))
-            out = torch.cat(outs) if outs else run_tiled(self._run, x, rows, cols, self.device, self.memory_format)
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)  # one image: not copied by cat
+            del outs, xi  # only ``out`` is held through the post-process
+        del x  # the padded input (4096^2: 200 MB), not needed for the post-process
         out = out[..., m : m + h0, m : m + w0] if (m or ph or pw) else out
         if post == "match":
             assert self.style_colour is not None

@@ -142,6 +142,8 @@ def test_margin_decodes_inside_the_images_reflection(tiny_release):
         torch.testing.assert_close(d.decode(odd), ref[..., 8:21, 8:38], atol=1e-5, rtol=0)
     with pytest.raises(io.InputError, match="margin"):
         decode.Decoder(tiny_release, margin=-8)
+    assert dec.decode(torch.rand(0, 3, 40, 56)).shape == (0, 3, 40, 56)  # an empty batch, any post-process
+    assert decode.Decoder(tiny_release, device="cpu", precision="fp32").decode(torch.rand(0, 3, 40, 56)).numel() == 0
 
 
 def test_margin_with_image_statistics_at_and_above_stats_side(tiny_release):
