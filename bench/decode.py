@@ -101,7 +101,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from mgan.decode import Decoder
+    from mgan.decode import Decoder, fit_margin
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,7 +129,7 @@ def worker(args: argparse.Namespace) -> dict:
         dec.decode(x)
         _sync(dec.device)
         times.append(time.perf_counter() - t0)
-    m = min(dec.margin, (n - 1) // 8 * 8)
+    m = fit_margin(dec.margin, n, n)
     rows, cols = dec.plan(n + 2 * m, n + 2 * m)
     med = statistics.median(times)
     return {

@@ -111,9 +111,9 @@ def decode_shape(w: int, h: int) -> tuple[int, int]:
     """The shape the decoder runs at (``Decoder.decode``): the border margin on every side
     (``MARGIN`` px, cut to the largest multiple of 8 below the shorter side), then sides padded
     up to multiples of 8."""
-    from mgan.decode import MARGIN  # noqa: PLC0415
+    from mgan.decode import MARGIN, fit_margin  # noqa: PLC0415
 
-    m = min(MARGIN, (min(w, h) - 1) // 8 * 8)
+    m = fit_margin(MARGIN, h, w)
     return -(-(w + 2 * m) // 8) * 8, -(-(h + 2 * m) // 8) * 8
 
 

@@ -107,6 +107,12 @@ DEFAULT_TILE_MEMORY_MB = 512
 IMAGE_OUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def fit_margin(margin: int, height: int, width: int, scale: int = 8) -> int:
+    """The border margin a ``height x width`` image gets: ``margin`` cut to the largest multiple
+    of ``scale`` below the shorter side (a reflection needs fewer px than the side it reflects)."""
+    return min(margin, (min(height, width) - 1) // scale * scale)
+
+
 # ----------------------------------------------------------------------------- network
 
 
@@ -423,7 +429,7 @@ class Decoder:
             x = nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
             x = x.clamp(0, 1)
             if margin:
-                m = min(margin, (min(size) - 1) // self.scale * self.scale)
+                m = fit_margin(margin, *size, self.scale)
                 x = nn.functional.pad(x, (m, m, m, m), mode="reflect") if m else x
                 border = m // self.scale
         halo = self.halo if tileable else 0
@@ -493,7 +499,7 @@ class Decoder:
         if image.shape[0] == 0:  # an empty batch decodes to an empty batch
             return image.float().cpu()
         x = image.float()
-        m = 0 if tileable else min(self.margin, (min(h0, w0) - 1) // self.scale * self.scale)
+        m = 0 if tileable else fit_margin(self.margin, h0, w0, self.scale)
         if m:  # reflection needs m < each side
             x = nn.functional.pad(x, (m, m, m, m), mode="reflect")
         ph, pw = (-h0) % self.scale, (-w0) % self.scale

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from mgan import evaluate, io
+from mgan import decode, evaluate, io
 from mgan.errors import ConfigError
 from mgan.evaluate import EvalConfig, Scorer
 
@@ -97,5 +97,6 @@ def test_generate_mgan_with_its_post_process(tmp_path, tiny_release, synthetic_i
     assert outs["auto", 32].shape == outs["none", 32].shape == synthetic_image.shape
     assert outs["none", 32].std() < outs["auto", 32].std()  # the tiny G's raw output is low-contrast; minmax spreads it
     assert (outs["none", 32] - outs["none", 0]).abs().max() > 1e-2  # the margin reaches the decode
+    assert evaluate.EvalConfig().mgan_margin == decode.MARGIN  # the decoder's default, written twice
     with pytest.raises(ConfigError, match="mgan_margin"):
         evaluate.EvalConfig(mgan_margin=-1).validate()
