@@ -85,6 +85,16 @@ class MDANConfig:
     # classifier), or slides over whole "maps" (the same windows, 2.3x faster on a CPU but
     # further from the style: docs/calibration.md, "D on patches or on maps").
     d_input: Literal["maps", "patches"] = "patches"
+    # Unguided synthesis only: a second patch D on a higher layer, its hinge added to Eq. 1's
+    # texture term. Paper Fig. 8: relu4_1 with 4x4 patches (the 32 px of relu3_1's 8x8) "preserves
+    # coarse structure better (such as regularity)" but is too rigid for guided synthesis; beside
+    # relu3_1's D it makes pebbles rounder and rows of tiles straighter (docs/calibration.md,
+    # "A second D on relu4_1"). None: relu3_1's D alone, the paper's MDAN. D2 has as many hidden
+    # channels as its layer and scores extracted patches, as D does with d_input "patches".
+    unguided_d2_layer: str | None = "relu4_1"
+    d2_patch_size: int = 4
+    d2_patch_stride: int = 2
+    d2_weight: float = 1.0  # on D2's hinge, in the units of D's (both per stride cell of their map)
     blend: bool = True  # average overlapping patch gradients (texture optimisation [18])
     angles: tuple[float, ...] = (-10.0, 0.0, 10.0)  # style pool rotations (degrees)
     scales: tuple[float, ...] = (1 / 1.1, 1.0, 1.1)  # style pool scales
@@ -126,7 +136,7 @@ class MDANConfig:
                               f"{self.coarse_iterations}")
         if not 0 < self.coarse_scale < 1:
             raise ConfigError(f"coarse_scale: must be in (0, 1), got {self.coarse_scale}")
-        for name in ("content_weight", "tv_weight", "unguided_tv_weight"):
+        for name in ("content_weight", "tv_weight", "unguided_tv_weight", "d2_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "d_lr"):
@@ -138,6 +148,10 @@ class MDANConfig:
         vgg.check_feature_layer(self.content_layer, "content_layer")
         if self.patch_size < 1 or self.patch_stride < 1 or self.d_hidden < 1:
             raise ConfigError("patch_size, patch_stride and d_hidden must be >= 1")
+        if self.unguided_d2_layer is not None:
+            vgg.check_feature_layer(self.unguided_d2_layer, "unguided_d2_layer")
+        if self.d2_patch_size < 1 or self.d2_patch_stride < 1:
+            raise ConfigError("d2_patch_size and d2_patch_stride must be >= 1")
         precision.check(self.precision)
         if not self.angles or not self.scales or any(s <= 0 for s in self.scales):
             raise ConfigError("angles and scales must be non-empty, scales > 0")
@@ -146,6 +160,13 @@ class MDANConfig:
     def min_side(self) -> int:
         """Smallest image side whose d_layer map still holds one patch."""
         return self.patch_size * layer_scale(self.d_layer)
+
+    @property
+    def unguided_min_side(self) -> int:
+        """Smallest side of an unguided image: one patch on d_layer and, with D2, on its layer."""
+        if self.unguided_d2_layer is None:
+            return self.min_side
+        return max(self.min_side, self.d2_patch_size * layer_scale(self.unguided_d2_layer))
 
 
 @dataclass
@@ -212,8 +233,9 @@ class MDAN:
         self.precision = precision.resolve(config.precision, self.device)  # "auto" -> "bf16" / "fp32"
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)  # only D's init below draws from the global RNG
+        taps = (config.d_layer, config.content_layer) + ((config.unguided_d2_layer,) if config.unguided_d2_layer else ())
         self.encoder = encoder or VGG19Encoder(
-            (config.d_layer, config.content_layer),
+            tuple(dict.fromkeys(taps)),
             weights=config.vgg_weights,
             pooling=config.pooling,
             precision=self.precision,
@@ -222,6 +244,12 @@ class MDAN:
         self.encoder.to(self.device)
         self.D = PatchDiscriminator(vgg.channels(config.d_layer), config.d_hidden, config.patch_size,
                                     config.patch_stride).to(self.device)
+        # D2 (unguided only; drawn after D, so D's initial weights do not depend on it)
+        self.D2: PatchDiscriminator | None = None
+        if config.unguided_d2_layer is not None:
+            c2 = vgg.channels(config.unguided_d2_layer)
+            self.D2 = PatchDiscriminator(c2, c2, config.d2_patch_size, config.d2_patch_stride).to(self.device)
+        self._pools2: dict[float, list[Tensor]] = {}  # D2's style pools by scale, built on first unguided use
         self.images_done = 0
         self.pool = self._style_pool(style)
         self._style = style.cpu()  # for the coarse stage's pool, built on first use
@@ -236,38 +264,60 @@ class MDAN:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @torch.no_grad()
-    def _style_pool(self, style: Tensor) -> list[Tensor]:
-        """relu3_1 maps of the 18 augmented style copies, each ``[1, C, h_i, w_i]``."""
+    def _style_pool(self, style: Tensor, layer: str | None = None, patch: int | None = None) -> list[Tensor]:
+        """``layer`` maps (default D's, relu3_1) of the 18 augmented style copies, each ``[1, C, h_i, w_i]``."""
         cfg = self.cfg
+        layer, patch = layer or cfg.d_layer, patch or cfg.patch_size
+        if layer not in self.encoder.layers:
+            raise ConfigError(f"the VGG encoder given to MDAN does not tap {layer}; build it with that layer")
         style = style.to(self.device)
         pool = []
         for angle, scale, flip in augmentations(cfg.angles, cfg.scales, cfg.flip):
             copy = augment(style, angle, scale, flip)
-            pool.append(self.encoder(copy)[cfg.d_layer])
+            pool.append(self.encoder(copy, [layer])[layer])
         min_side = min(min(f.shape[-2:]) for f in pool)
-        if min_side < cfg.patch_size:
+        if min_side < patch:
             raise InputError(
-                f"style image too small: its {cfg.d_layer} map is {min_side} wide, below the "
-                f"{cfg.patch_size}x{cfg.patch_size} patch; use a larger style image or --style-size"
+                f"style image too small: its {layer} map is {min_side} wide, below the "
+                f"{patch}x{patch} patch; use a larger style image or --style-size"
             )
         return pool
 
+    def d2_pool(self, scale: float = 1.0) -> list[Tensor]:
+        """D2's style pool, of the style scaled by ``scale`` (1, or the coarse stage's), built once."""
+        if scale not in self._pools2:
+            cfg = self.cfg
+            style = self._style if scale == 1.0 else augment(self._style, scale=scale)
+            self._pools2[scale] = self._style_pool(style, cfg.unguided_d2_layer, cfg.d2_patch_size)
+        return self._pools2[scale]
+
     def state_dict(self) -> dict:
-        """D's weights and how many images it has seen (plain data, ``weights_only`` safe)."""
-        return {"D": self.D.state_dict(), "images_done": self.images_done, "d_layer": self.cfg.d_layer,
-                "patch_size": self.cfg.patch_size, "d_hidden": self.cfg.d_hidden}
+        """D's (and D2's) weights and how many images it has seen (plain data, ``weights_only`` safe)."""
+        state = {"D": self.D.state_dict(), "images_done": self.images_done, "d_layer": self.cfg.d_layer,
+                 "patch_size": self.cfg.patch_size, "d_hidden": self.cfg.d_hidden}
+        if self.D2 is not None:
+            state |= {"D2": self.D2.state_dict(), "d2_layer": self.cfg.unguided_d2_layer,
+                      "d2_patch_size": self.cfg.d2_patch_size}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore D from :meth:`state_dict`; mismatching architecture -> InputError."""
         for key in ("d_layer", "patch_size", "d_hidden"):
             if key in state and state[key] != getattr(self.cfg, key):
                 raise InputError(f"saved D has {key}={state[key]!r} but this run uses {getattr(self.cfg, key)!r}")
-        try:
-            self.D.load_state_dict(state["D"])
-        except (KeyError, RuntimeError, TypeError) as exc:
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
-            raise InputError(f"saved D does not fit this discriminator: {detail[:200]}") from None
+        # D2 is restored where both have one of the same layer and patch; a D saved without one
+        # (guided runs of before) leaves this D2 as it is, and a saved D2 this run lacks is unused.
+        d2 = self.D2 is not None and "D2" in state and (state.get("d2_layer"), state.get("d2_patch_size")) == (
+            self.cfg.unguided_d2_layer, self.cfg.d2_patch_size)
+        for name, net, key in (("D", self.D, "D"), ("D2", self.D2, "D2")):
+            if name == "D2" and not d2:
+                continue
+            try:
+                net.load_state_dict(state[key])
+            except (KeyError, RuntimeError, TypeError) as exc:
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+                detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+                raise InputError(f"saved {name} does not fit this discriminator: {detail[:200]}") from None
         self.images_done = int(state.get("images_done", 0))
 
     # -- real and synthesised scores ----------------------------------------------
@@ -321,12 +371,30 @@ class MDAN:
         opt_d.step()
         return loss_d.detach()
 
-    def _warm_up_d(self, x0: Tensor, opt_d: torch.optim.Optimizer, steps: int, pool: list[Tensor]) -> None:
-        """D-only steps against the (fixed) initial image, so deconvolution starts with an informed D."""
+    def _d2_step(self, fake_feat: Tensor, opt_d2: torch.optim.Optimizer, pool: list[Tensor]) -> Tensor:
+        """One D2 update on extracted patches of the ``unguided_d2_layer`` map ``[1, C2, h2, w2]``."""
+        cfg = self.cfg
+        with self._autocast():
+            fake = self.D2(patches.extract_patches(fake_feat, cfg.d2_patch_size, cfg.d2_patch_stride)).flatten()
+            real = self.D2(patches.sample_patches(pool, fake.numel(), cfg.d2_patch_size, generator=self.generator))
+            loss_d = losses.hinge(real.flatten(), 1.0) + losses.hinge(fake, -1.0)
+        opt_d2.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d2.step()
+        return loss_d.detach()
+
+    def _warm_up_d(self, x0: Tensor, opt_d: torch.optim.Optimizer, steps: int, pool: list[Tensor],
+                   d2: tuple[torch.optim.Optimizer, list[Tensor]] | None = None) -> None:
+        """D-only steps against the (fixed) initial image, so deconvolution starts with an informed D
+        (and D2, given ``d2 = (its optimiser, its pool)``)."""
+        cfg = self.cfg
+        layers = [cfg.d_layer] + ([cfg.unguided_d2_layer] if d2 is not None else [])
         with torch.no_grad():
-            feat = self.encoder(x0, [self.cfg.d_layer])[self.cfg.d_layer]
+            feats = self.encoder(x0, layers)
         for _ in range(steps):
-            self._d_step(feat, opt_d, pool)
+            self._d_step(feats[cfg.d_layer], opt_d, pool)
+            if d2 is not None:
+                self._d2_step(feats[cfg.unguided_d2_layer], *d2)
 
     def _fake_scores(self, feat: Tensor) -> Tensor:
         """Scores of every grid patch of the synthesised map ``[1, C, h, w]`` -> ``[P]``."""
@@ -336,7 +404,7 @@ class MDAN:
         return self.D.score_map(feat).flatten()
 
     def image_terms(self, xv: Tensor, feats: dict[str, Tensor], feat: Tensor, target: Tensor | None,
-                    guided: bool | None = None) -> dict[str, Tensor]:
+                    guided: bool | None = None, feat2: Tensor | None = None) -> dict[str, Tensor]:
         """The weighted terms of Eq. 1 for one image step, each a scalar with a graph to ``xv``.
 
         Every term is a mean over the image's own elements, so that the gradient each puts
@@ -347,6 +415,8 @@ class MDAN:
           divided by the map's area in stride cells ``h w / stride^2`` (= the mean over
           patches on a large map; a plain mean over the ``P`` grid patches, borders
           included, would weigh a small image's patches up to 1.5x more);
+        * ``texture2``: the same for D2 on ``unguided_d2_layer`` patches, x ``d2_weight``
+          (unguided synthesis with D2; else 0);
         * ``content``: ``alpha_1`` x the mean squared relu5_1 difference (0 when unguided);
         * ``tv``: ``alpha_2`` x the mean squared neighbour difference of the ``[-1, 1]`` image
           (``tv_weight`` when guided, ``unguided_tv_weight`` when synthesising from noise).
@@ -360,6 +430,8 @@ class MDAN:
             feat: ``feats[d_layer]``, possibly marked for gradient blending, ``[1, C, h, w]``.
             target: the photo's ``content_layer`` map, or None (unguided, or content weight 0).
             guided: whether the image started from a photo (default: ``target is not None``).
+            feat2: the ``unguided_d2_layer`` map ``[1, C2, h2, w2]`` for D2's term (unguided with
+                D2), or None (``texture2`` is then 0).
         """
         cfg = self.cfg
         with self._autocast():
@@ -371,8 +443,16 @@ class MDAN:
         guided = target is not None if guided is None else guided
         alpha_2 = cfg.tv_weight if guided else cfg.unguided_tv_weight
         tv = alpha_2 * losses.tv_loss(xv, reduction="mean") if alpha_2 > 0 else zero
-        return {"texture": hinge * (scores.numel() / area), "content": cfg.content_weight * content_mse, "tv": tv,
-                "hinge": hinge, "content_mse": content_mse}
+        texture2 = zero
+        if feat2 is not None:
+            with self._autocast():
+                scores2 = self.D2(patches.extract_patches(feat2, cfg.d2_patch_size, cfg.d2_patch_stride)).flatten()
+                hinge2 = losses.hinge(scores2, 1.0)
+            # per stride cell of its own map, as D's term: the weight does not depend on the image size
+            area2 = feat2.shape[-2] * feat2.shape[-1] / cfg.d2_patch_stride**2
+            texture2 = cfg.d2_weight * hinge2 * (scores2.numel() / area2)
+        return {"texture": hinge * (scores.numel() / area), "texture2": texture2,
+                "content": cfg.content_weight * content_mse, "tv": tv, "hinge": hinge, "content_mse": content_mse}
 
     # -- synthesis ------------------------------------------------------------------
 
@@ -434,9 +514,19 @@ class MDAN:
                 f"pixels for {cfg.patch_size}x{cfg.patch_size} patches on {cfg.d_layer}"
             )
         guided = content is not None
+        use_d2 = not guided and self.D2 is not None
+        if use_d2 and min(x0.shape[-2:]) < cfg.unguided_min_side:
+            raise InputError(
+                f"image {x0.shape[-1]}x{x0.shape[-2]} is too small: each side must be >= {cfg.unguided_min_side} "
+                f"pixels for D2's {cfg.d2_patch_size}x{cfg.d2_patch_size} patches on {cfg.unguided_d2_layer}"
+            )
         mode = cfg.postprocess if guided else cfg.unguided_postprocess
         opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, 0.999))
         self.D.train()
+        # D2's Adam state is reset per image, as D's
+        opt_d2 = torch.optim.Adam(self.D2.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, 0.999)) if use_d2 else None
+        if use_d2:
+            self.D2.train()
         coarse_hw = self.coarse_size(x0.shape[-2], x0.shape[-1]) if cfg.coarse_iterations else None
         n_coarse = cfg.coarse_iterations if coarse_hw is not None else 0
         stats = MDANStats()
@@ -446,7 +536,7 @@ class MDAN:
         # disabled without progress: it then counts nothing and set_postfix does nothing
         bar = tqdm(total=n_coarse + iterations, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr,
                    disable=not progress)
-        run = dict(opt_d=opt_d, guided=guided, mode=mode, stats=stats, bar=bar, callback=callback)
+        run = dict(opt_d=opt_d, opt_d2=opt_d2, guided=guided, mode=mode, stats=stats, bar=bar, callback=callback)
         if coarse_hw is not None:
             # Coarse stage: photo, start image and style all at coarse_scale; its result, upsampled,
             # starts the full-size stage (the content target there stays the full photo's).
@@ -455,13 +545,15 @@ class MDAN:
                 with torch.no_grad():
                     target_c = self.encoder(_resize(content, coarse_hw))[cfg.content_layer].float()
             x0_c, pool_c = _resize(x0, coarse_hw), self.coarse_pool()
+            pool2_c = self.d2_pool(cfg.coarse_scale) if use_d2 else None
             if cfg.d_warmup:
-                self._warm_up_d(x0_c, opt_d, cfg.d_warmup, pool_c)
-            coarse = self._deconvolve(x0_c, target_c, pool_c, n_coarse, **run)
+                self._warm_up_d(x0_c, opt_d, cfg.d_warmup, pool_c, (opt_d2, pool2_c) if use_d2 else None)
+            coarse = self._deconvolve(x0_c, target_c, pool_c, n_coarse, pool2=pool2_c, **run)
             x0 = _resize(coarse, (x0.shape[-2], x0.shape[-1]))
         elif cfg.d_warmup:
-            self._warm_up_d(x0, opt_d, cfg.d_warmup, self.pool)
-        x = self._deconvolve(x0, target, self.pool, iterations, offset=n_coarse, **run)
+            self._warm_up_d(x0, opt_d, cfg.d_warmup, self.pool, (opt_d2, self.d2_pool()) if use_d2 else None)
+        pool2 = self.d2_pool() if use_d2 else None
+        x = self._deconvolve(x0, target, self.pool, iterations, offset=n_coarse, pool2=pool2, **run)
         bar.close()
         self.images_done += 1
         stats.iterations = n_coarse + iterations
@@ -488,14 +580,19 @@ class MDAN:
         bar,  # noqa: ANN001 - a tqdm bar
         callback: Callable[[int, Tensor, dict[str, float]], None] | None,
         offset: int = 0,
+        opt_d2: torch.optim.Optimizer | None = None,
+        pool2: list[Tensor] | None = None,
     ) -> Tensor:
-        """``iterations`` of Eq. 1 from ``x0`` ``[1, 3, H, W]`` against real patches of ``pool``;
-        returns the image ``[1, 3, H, W]`` before postprocessing (``[0, 1]`` nominally, unclipped).
+        """``iterations`` of Eq. 1 from ``x0`` ``[1, 3, H, W]`` against real patches of ``pool``
+        (and D2 against ``pool2``, when given); returns the image ``[1, 3, H, W]`` before
+        postprocessing (``[0, 1]`` nominally, unclipped).
 
         Losses are appended to ``stats``; ``callback`` gets iteration numbers from ``offset``.
         """
         cfg = self.cfg
         taps_needed = {cfg.d_layer} | ({cfg.content_layer} if target is not None else set())
+        if pool2 is not None:
+            taps_needed.add(cfg.unguided_d2_layer)
         # The optimised variable lives in [-1, 1] as in the original code, so lr 0.02 means the same step.
         xv = (x0 * 2 - 1).detach().requires_grad_(True)
         opt_x = torch.optim.Adam([xv], lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -506,9 +603,16 @@ class MDAN:
             if cfg.blend:
                 feat = patches.blend_gradients(feat, cfg.patch_size, cfg.patch_stride)
             loss_d = self._d_step(feat.detach(), opt_d, pool)
-            # Image step: synthesised patches +1 against the updated D, plus content and TV.
-            terms = self.image_terms(xv, feats, feat, target, guided=guided)
-            loss = terms["texture"] + terms["content"] + terms["tv"]
+            feat2 = None
+            if pool2 is not None:
+                feat2 = feats[cfg.unguided_d2_layer]
+                feat2 = feat2.float() if self.precision == "fp32" else feat2
+                if cfg.blend:
+                    feat2 = patches.blend_gradients(feat2, cfg.d2_patch_size, cfg.d2_patch_stride)
+                self._d2_step(feat2.detach(), opt_d2, pool2)
+            # Image step: synthesised patches +1 against the updated D (and D2), plus content and TV.
+            terms = self.image_terms(xv, feats, feat, target, guided=guided, feat2=feat2)
+            loss = terms["texture"] + terms["texture2"] + terms["content"] + terms["tv"]
             loss_t, loss_c = terms["hinge"], terms["content_mse"]
             (grad,) = torch.autograd.grad(loss, [xv])  # no D weight grads: only the image moves
             xv.grad = grad
@@ -565,6 +669,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--d-input", choices=("maps", "patches"), default=d.d_input,
                    help="patches: D scores each extracted patch (the paper's); maps: D slides over whole "
                    "feature maps (faster, less stylised; use with --content-weight 2e-3)")
+    p.add_argument("--unguided-d2-layer", type=_layer_or_none, default=d.unguided_d2_layer,
+                   help="unguided synthesis: a second patch D on this layer (paper Fig. 8: relu4_1 keeps coarse "
+                   "structure); none: relu3_1's D alone, the paper's MDAN")
+    p.add_argument("--d2-patch-size", type=int, default=d.d2_patch_size, help="D2's patch side on its layer")
+    p.add_argument("--d2-patch-stride", type=int, default=d.d2_patch_stride, help="grid stride of D2's patches")
+    p.add_argument("--d2-weight", type=float, default=d.d2_weight, help="weight of D2's texture term")
     p.add_argument("--d-warmup", type=int, default=d.d_warmup, help="D-only steps before deconvolving each image")
     p.add_argument("--no-blend", action="store_true", help="do not average overlapping patch gradients")
     p.add_argument("--postprocess", choices=("clip", "stretch", "contrast", "match"), default=d.postprocess,
@@ -590,6 +700,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=0, help="save intermediate frames every N iterations")
     p.add_argument("--max-pixels", type=int, default=None, help="raise the decompression-bomb limit")
     return p
+
+
+def _layer_or_none(value: str) -> str | None:
+    return None if value.lower() in ("none", "") else value
 
 
 def config_from_args(args: argparse.Namespace) -> MDANConfig:
@@ -674,14 +788,20 @@ def check_d_state(state: dict, path: Path) -> dict:
     weights = state.get("D")
     if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in weights.items()):
         raise InputError(f"{path}: not a saved MDAN D (field 'D' must map names to tensors)")
-    fields = {"images_done": int, "d_layer": str, "patch_size": int, "d_hidden": int, "done": list}
+    weights2 = state.get("D2")
+    if weights2 is not None and not (isinstance(weights2, dict) and all(
+            isinstance(k, str) and isinstance(v, Tensor) for k, v in weights2.items())):
+        raise InputError(f"{path}: not a saved MDAN D (field 'D2' must map names to tensors)")
+    fields = {"images_done": int, "d_layer": str, "patch_size": int, "d_hidden": int, "done": list,
+              "d2_layer": str, "d2_patch_size": int}
     for key, kind in fields.items():
         value = state.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             raise InputError(f"{path}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
     if not all(isinstance(name, str) for name in state.get("done") or []):
         raise InputError(f"{path}: field 'done' must list file names")
-    broken = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    named = [*weights.items(), *((f"D2.{k}", v) for k, v in (weights2 or {}).items())]
+    broken = next((k for k, v in named if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if broken is not None:
         raise InputError(f"{path}: D weight {broken} holds NaN or infinite values")
     return state

@@ -17,7 +17,7 @@ TINY = dict(size=64, style_size=64, iterations=6, precision="fp32", angles=(0.0,
 def tiny_encoder():
     from mgan.vgg import VGG19Encoder
 
-    return VGG19Encoder(("relu3_1", "relu5_1"), precision="fp32")
+    return VGG19Encoder(("relu3_1", "relu4_1", "relu5_1"), precision="fp32")  # relu4_1: unguided D2
 
 
 def _style(seed=0):
@@ -93,6 +93,8 @@ def test_batch_resumes_and_skips_done(tiny_encoder, tmp_path, synthetic_image):
         (["--size", "100"], "multiple of 8"),
         (["--content-dir", "nope"], "folder not found"),
         (["--d-layer", "relu9_1"], "d_layer"),
+        (["--unguided-d2-layer", "relu9_1"], "unguided_d2_layer"),
+        (["--d2-weight", "-1"], "d2_weight"),
         (["--out", "result.txt"], "image file name"),
     ],
 )
@@ -118,6 +120,60 @@ def test_cli_unguided_writes_image(tmp_path, capsys):
     assert io.load_image(out).shape == (1, 3, 64, 64)
 
 
+def test_d2_trains_in_unguided_synthesis_only(tiny_encoder, synthetic_image):
+    """The second D (relu4_1 4x4 patches) joins unguided synthesis and changes it; guided synthesis
+    is bit-identical with or without it; with it, a seed still gives one image."""
+    with_d2, without = MDANConfig(**TINY), MDANConfig(**{**TINY, "unguided_d2_layer": None})
+    assert with_d2.unguided_d2_layer == "relu4_1"
+    a, _ = MDAN(_style(), with_d2, encoder=tiny_encoder).synthesize(synthetic_image)
+    b, _ = MDAN(_style(), without, encoder=tiny_encoder).synthesize(synthetic_image)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    m = MDAN(_style(), with_d2, encoder=tiny_encoder)
+    before = copy.deepcopy(m.D2.state_dict())
+    u, _ = m.synthesize(size=(64, 64))
+    moved = [k for k, v in m.D2.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert moved, "D2 did not train"
+    u2, _ = MDAN(_style(), with_d2, encoder=tiny_encoder).synthesize(size=(64, 64))
+    plain, _ = MDAN(_style(), without, encoder=tiny_encoder).synthesize(size=(64, 64))
+    assert u.shape == (1, 3, 64, 64) and torch.isfinite(u).all() and 0 <= u.min() and u.max() <= 1
+    torch.testing.assert_close(u, u2, rtol=0, atol=0)
+    assert (u - plain).abs().mean() > 1e-3
+
+
+def test_d2_state_roundtrip(tiny_encoder, tmp_path):
+    from mgan.mdan import check_d_state
+
+    m = MDAN(_style(), MDANConfig(**TINY), encoder=tiny_encoder)
+    m.synthesize(size=(64, 64), iterations=2)
+    io.save_checkpoint(m.state_dict(), tmp_path / "d.pt")
+    state = check_d_state(io.load_checkpoint(tmp_path / "d.pt"), tmp_path / "d.pt")
+    assert state["d2_layer"] == "relu4_1"
+    m2 = MDAN(_style(), MDANConfig(**TINY), encoder=tiny_encoder)
+    fresh = copy.deepcopy(m2.D2.state_dict())
+    m2.load_state_dict(state)
+    for k, v in m.D2.state_dict().items():
+        torch.testing.assert_close(v, m2.D2.state_dict()[k], rtol=0, atol=0)
+    # a D saved without D2 (guided runs before it existed) leaves this D2 as it was
+    m3 = MDAN(_style(), MDANConfig(**TINY), encoder=tiny_encoder)
+    m3.load_state_dict({k: v for k, v in state.items() if not k.startswith("d2") and k != "D2"})
+    for k, v in fresh.items():
+        torch.testing.assert_close(v, m3.D2.state_dict()[k], rtol=0, atol=0)
+    bad = {**state, "D2": {k: v.clone() for k, v in state["D2"].items()}}
+    next(v for v in bad["D2"].values() if v.is_floating_point()).fill_(float("nan"))
+    with pytest.raises(io.InputError, match="D2"):
+        check_d_state(bad, tmp_path / "d.pt")
+
+
+def test_cli_unguided_without_d2(tmp_path):
+    io.save_image(_style(), tmp_path / "s.png")
+    out = tmp_path / "t.png"
+    assert main(["--style", str(tmp_path / "s.png"), "--size", "64", "--style-size", "64", "--iterations", "2",
+                 "--precision", "fp32", "--unguided-d2-layer", "none", "--out", str(out),
+                 "--save-d", str(tmp_path / "d.pt")]) == 0
+    assert "D2" not in io.load_checkpoint(tmp_path / "d.pt")
+
+
 def _pixel_grads(m: MDAN, x01: torch.Tensor) -> dict[str, float]:
     """Mean |dE/dx| per pixel of each weighted term of Eq. 1 at image ``x01`` ([1,3,H,W] in [0,1])."""
     from mgan import losses, patches
@@ -125,8 +181,11 @@ def _pixel_grads(m: MDAN, x01: torch.Tensor) -> dict[str, float]:
     xv = (x01 * 2 - 1).requires_grad_(True)
     feats = m.encoder((xv + 1) / 2)
     feat = patches.blend_gradients(feats[m.cfg.d_layer].float(), m.cfg.patch_size, m.cfg.patch_stride)
-    terms = m.image_terms(xv, feats, feat, None, guided=True)
-    out = {k: torch.autograd.grad(terms[k], [xv], retain_graph=True)[0].abs().mean().item() for k in ("texture", "tv")}
+    c = m.cfg
+    feat2 = patches.blend_gradients(feats[c.unguided_d2_layer].float(), c.d2_patch_size, c.d2_patch_stride)
+    terms = m.image_terms(xv, feats, feat, None, guided=True, feat2=feat2)
+    out = {k: torch.autograd.grad(terms[k], [xv], retain_graph=True)[0].abs().mean().item()
+           for k in ("texture", "texture2", "tv")}
     out["tv_sum"] = torch.autograd.grad(losses.tv_loss(xv, reduction="sum"), [xv])[0].abs().mean().item()
     return out
 
@@ -145,11 +204,15 @@ def test_texture_and_tv_balance_does_not_depend_on_image_size(tiny_encoder):
     m = MDAN(_style(), cfg, encoder=tiny_encoder)
     m.synthesize(size=(64, 64), iterations=4)  # D learns to score noise as fake: the hinge is active
     m.D.eval()  # fixed BN statistics: the same D scores both sizes
+    m.D2.eval()
     g = torch.Generator().manual_seed(0)
     small = _pixel_grads(m, torch.rand(1, 3, 64, 64, generator=g))
     large = _pixel_grads(m, torch.rand(1, 3, 128, 128, generator=g))
     ratio_small, ratio_large = small["texture"] / small["tv"], large["texture"] / large["tv"]
     assert 1 / 1.5 < ratio_small / ratio_large < 1.5, (small, large)
+    # the same for D2's term (relu4_1, 9 patches at 64^2 against 49 at 128^2: more border)
+    ratio2_small, ratio2_large = small["texture2"] / small["tv"], large["texture2"] / large["tv"]
+    assert 1 / 1.5 < ratio2_small / ratio2_large < 1.5, (small, large)
     # the summed TV of the old default does change the balance by ~ the pixel count
     old_small, old_large = small["texture"] / small["tv_sum"], large["texture"] / large["tv_sum"]
     assert old_small / old_large > 3.0, (small, large)

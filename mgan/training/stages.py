@@ -54,7 +54,8 @@ def _key(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-UNGUIDED_ONLY = frozenset({"noise_std", "unguided_tv_weight", "unguided_postprocess"})  # MDANConfig fields that guided synthesis ignores
+UNGUIDED_ONLY = frozenset({"noise_std", "unguided_tv_weight", "unguided_postprocess", "unguided_d2_layer",
+                           "d2_patch_size", "d2_patch_stride", "d2_weight"})  # MDANConfig fields that guided synthesis ignores
 
 
 def cache_keys(cfg: ExperimentConfig, paths: Paths) -> dict[str, str]:
