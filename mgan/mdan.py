@@ -148,6 +148,8 @@ class MDANConfig:
         vgg.check_feature_layer(self.content_layer, "content_layer")
         if self.patch_size < 1 or self.patch_stride < 1 or self.d_hidden < 1:
             raise ConfigError("patch_size, patch_stride and d_hidden must be >= 1")
+        if isinstance(self.unguided_d2_layer, str) and self.unguided_d2_layer.lower() in ("none", ""):
+            self.unguided_d2_layer = None  # YAML's "none", as the CLI's
         if self.unguided_d2_layer is not None:
             vgg.check_feature_layer(self.unguided_d2_layer, "unguided_d2_layer")
         if self.d2_patch_size < 1 or self.d2_patch_stride < 1:
@@ -232,7 +234,9 @@ class MDAN:
         self.device = torch.device(device)
         self.precision = precision.resolve(config.precision, self.device)  # "auto" -> "bf16" / "fp32"
         self.generator = torch.Generator().manual_seed(config.seed)
-        torch.manual_seed(config.seed)  # only D's init below draws from the global RNG
+        # The global RNG: a VGG encoder built here draws its (then overwritten) initial weights from
+        # it, then D, then D2; D2 comes last so that D's initial weights do not depend on it.
+        torch.manual_seed(config.seed)
         taps = (config.d_layer, config.content_layer) + ((config.unguided_d2_layer,) if config.unguided_d2_layer else ())
         self.encoder = encoder or VGG19Encoder(
             tuple(dict.fromkeys(taps)),
@@ -244,12 +248,12 @@ class MDAN:
         self.encoder.to(self.device)
         self.D = PatchDiscriminator(vgg.channels(config.d_layer), config.d_hidden, config.patch_size,
                                     config.patch_stride).to(self.device)
-        # D2 (unguided only; drawn after D, so D's initial weights do not depend on it)
-        self.D2: PatchDiscriminator | None = None
+        self.D2: PatchDiscriminator | None = None  # unguided synthesis only
         if config.unguided_d2_layer is not None:
             c2 = vgg.channels(config.unguided_d2_layer)
             self.D2 = PatchDiscriminator(c2, c2, config.d2_patch_size, config.d2_patch_stride).to(self.device)
         self._pools2: dict[float, list[Tensor]] = {}  # D2's style pools by scale, built on first unguided use
+        self._d2_used = False  # trained or loaded: only then does state_dict carry D2 (guided runs never train it)
         self.images_done = 0
         self.pool = self._style_pool(style)
         self._style = style.cpu()  # for the coarse stage's pool, built on first use
@@ -295,7 +299,7 @@ class MDAN:
         """D's (and D2's) weights and how many images it has seen (plain data, ``weights_only`` safe)."""
         state = {"D": self.D.state_dict(), "images_done": self.images_done, "d_layer": self.cfg.d_layer,
                  "patch_size": self.cfg.patch_size, "d_hidden": self.cfg.d_hidden}
-        if self.D2 is not None:
+        if self.D2 is not None and self._d2_used:
             state |= {"D2": self.D2.state_dict(), "d2_layer": self.cfg.unguided_d2_layer,
                       "d2_patch_size": self.cfg.d2_patch_size}
         return state
@@ -309,6 +313,9 @@ class MDAN:
         # (guided runs of before) leaves this D2 as it is, and a saved D2 this run lacks is unused.
         d2 = self.D2 is not None and "D2" in state and (state.get("d2_layer"), state.get("d2_patch_size")) == (
             self.cfg.unguided_d2_layer, self.cfg.d2_patch_size)
+        if "D2" in state and not d2:
+            print(f"note: the saved D2 ({state.get('d2_layer')}, {state.get('d2_patch_size')}x"
+                  f"{state.get('d2_patch_size')} patches) does not fit this run's and is not used", file=sys.stderr)
         for name, net, key in (("D", self.D, "D"), ("D2", self.D2, "D2")):
             if name == "D2" and not d2:
                 continue
@@ -319,6 +326,7 @@ class MDAN:
                 detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
                 raise InputError(f"saved {name} does not fit this discriminator: {detail[:200]}") from None
         self.images_done = int(state.get("images_done", 0))
+        self._d2_used = self._d2_used or d2
 
     # -- real and synthesised scores ----------------------------------------------
 
@@ -527,7 +535,10 @@ class MDAN:
         opt_d2 = torch.optim.Adam(self.D2.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, 0.999)) if use_d2 else None
         if use_d2:
             self.D2.train()
+            self._d2_used = True
         coarse_hw = self.coarse_size(x0.shape[-2], x0.shape[-1]) if cfg.coarse_iterations else None
+        if use_d2 and coarse_hw is not None and min(coarse_hw) < cfg.unguided_min_side:
+            coarse_hw = None  # too small for D2's patches: no coarse stage, as coarse_size does for D's
         n_coarse = cfg.coarse_iterations if coarse_hw is not None else 0
         stats = MDANStats()
         t0 = time.perf_counter()
@@ -545,7 +556,11 @@ class MDAN:
                 with torch.no_grad():
                     target_c = self.encoder(_resize(content, coarse_hw))[cfg.content_layer].float()
             x0_c, pool_c = _resize(x0, coarse_hw), self.coarse_pool()
-            pool2_c = self.d2_pool(cfg.coarse_scale) if use_d2 else None
+            try:
+                pool2_c = self.d2_pool(cfg.coarse_scale) if use_d2 else None
+            except InputError as exc:
+                raise InputError(f"{exc} (the coarse stage scales the style by {cfg.coarse_scale}; "
+                                 "or --coarse-iterations 0)") from None
             if cfg.d_warmup:
                 self._warm_up_d(x0_c, opt_d, cfg.d_warmup, pool_c, (opt_d2, pool2_c) if use_d2 else None)
             coarse = self._deconvolve(x0_c, target_c, pool_c, n_coarse, pool2=pool2_c, **run)

@@ -135,10 +135,21 @@ def test_d2_trains_in_unguided_synthesis_only(tiny_encoder, synthetic_image):
     moved = [k for k, v in m.D2.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert moved, "D2 did not train"
     u2, _ = MDAN(_style(), with_d2, encoder=tiny_encoder).synthesize(size=(64, 64))
-    plain, _ = MDAN(_style(), without, encoder=tiny_encoder).synthesize(size=(64, 64))
+    # weight 0: D2 trains and draws its real patches as before (the same random streams), so
+    # any difference is D2's term reaching the image
+    unweighted, _ = MDAN(_style(), MDANConfig(**{**TINY, "d2_weight": 0.0}), encoder=tiny_encoder).synthesize(size=(64, 64))
     assert u.shape == (1, 3, 64, 64) and torch.isfinite(u).all() and 0 <= u.min() and u.max() <= 1
     torch.testing.assert_close(u, u2, rtol=0, atol=0)
-    assert (u - plain).abs().mean() > 1e-3
+    assert (u - unweighted).abs().mean() > 1e-3
+
+
+def test_d2_coarse_stage_is_skipped_where_d2_patches_do_not_fit(tiny_encoder):
+    """6x6 relu4_1 patches need 48 px: a 64 px image's 32 px coarse stage is skipped, not a crash."""
+    cfg = MDANConfig(**{**TINY, "d2_patch_size": 6, "coarse_iterations": 2, "iterations": 2})
+    img, stats = MDAN(_style(), cfg, encoder=tiny_encoder).synthesize(size=(64, 64))
+    assert stats.iterations == 2 and img.shape == (1, 3, 64, 64)
+    with pytest.raises(io.InputError, match="too small"):
+        MDAN(_style(), cfg, encoder=tiny_encoder).synthesize(size=(40, 40))
 
 
 def test_d2_state_roundtrip(tiny_encoder, tmp_path):
@@ -149,6 +160,9 @@ def test_d2_state_roundtrip(tiny_encoder, tmp_path):
     io.save_checkpoint(m.state_dict(), tmp_path / "d.pt")
     state = check_d_state(io.load_checkpoint(tmp_path / "d.pt"), tmp_path / "d.pt")
     assert state["d2_layer"] == "relu4_1"
+    guided = MDAN(_style(), MDANConfig(**TINY), encoder=tiny_encoder)
+    guided.synthesize(_style(1), iterations=1)
+    assert "D2" not in guided.state_dict()  # never trained: not saved
     m2 = MDAN(_style(), MDANConfig(**TINY), encoder=tiny_encoder)
     fresh = copy.deepcopy(m2.D2.state_dict())
     m2.load_state_dict(state)
@@ -455,3 +469,13 @@ def test_cli_rejects_bad_coarse_schedule(args, capsys):
     assert main([*args, "--iterations", "1"]) == 2
     err = capsys.readouterr().err
     assert "coarse" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_d2_layer_none_in_a_config_file_turns_d2_off():
+    from mgan.config import from_dict
+    from mgan.errors import ConfigError
+
+    assert from_dict(MDANConfig, {"unguided_d2_layer": "none"}).unguided_d2_layer is None
+    assert from_dict(MDANConfig, {"unguided_d2_layer": None}).unguided_d2_layer is None
+    with pytest.raises(ConfigError, match="unguided_d2_layer"):
+        from_dict(MDANConfig, {"unguided_d2_layer": "relu9_9"})
