@@ -203,6 +203,13 @@ def postprocess(x: Tensor, mode: str, style_colour: tuple[Tensor, Tensor] | None
     return colour.stretch(x)
 
 
+def _per_cell(hinge: Tensor, count: int, feat: Tensor, stride: int) -> Tensor:
+    """A texture term from the mean ``hinge`` over ``count`` patches of ``feat`` ``[1, C, h, w]``:
+    their sum over the map's area in stride cells ``h w / stride^2``, so that its weight does not
+    depend on the image size (:meth:`MDAN.image_terms`)."""
+    return hinge * (count / (feat.shape[-2] * feat.shape[-1] / stride**2))
+
+
 def _resize(x: Tensor, hw: tuple[int, int]) -> Tensor:
     """Bilinear resize of ``[N, C, H, W]`` to ``hw`` (antialiased when shrinking; values not clipped)."""
     shrink = hw[0] < x.shape[-2] or hw[1] < x.shape[-1]
@@ -316,11 +323,9 @@ class MDAN:
         if "D2" in state and not d2:
             print(f"note: the saved D2 ({state.get('d2_layer')}, {state.get('d2_patch_size')}x"
                   f"{state.get('d2_patch_size')} patches) does not fit this run's and is not used", file=sys.stderr)
-        for name, net, key in (("D", self.D, "D"), ("D2", self.D2, "D2")):
-            if name == "D2" and not d2:
-                continue
+        for name, net in [("D", self.D)] + ([("D2", self.D2)] if d2 else []):
             try:
-                net.load_state_dict(state[key])
+                net.load_state_dict(state[name])
             except (KeyError, RuntimeError, TypeError) as exc:
                 lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
                 detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
@@ -404,6 +409,12 @@ class MDAN:
             if d2 is not None:
                 self._d2_step(feats[cfg.unguided_d2_layer], *d2)
 
+    def _patch_map(self, feat: Tensor, size: int, stride: int) -> Tensor:
+        """A D's input map of the image step: fp32 where that is the precision, and with
+        overlapping ``size`` x ``size`` patch gradients averaged (``cfg.blend``)."""
+        feat = feat.float() if self.precision == "fp32" else feat
+        return patches.blend_gradients(feat, size, stride) if self.cfg.blend else feat
+
     def _fake_scores(self, feat: Tensor) -> Tensor:
         """Scores of every grid patch of the synthesised map ``[1, C, h, w]`` -> ``[P]``."""
         cfg = self.cfg
@@ -445,7 +456,6 @@ class MDAN:
         with self._autocast():
             scores = self._fake_scores(feat)
             hinge = losses.hinge(scores, 1.0)
-        area = feat.shape[-2] * feat.shape[-1] / cfg.patch_stride**2
         zero = torch.zeros((), device=xv.device)
         content_mse = losses.content_loss(feats[cfg.content_layer], target) if target is not None else zero
         guided = target is not None if guided is None else guided
@@ -456,10 +466,8 @@ class MDAN:
             with self._autocast():
                 scores2 = self.D2(patches.extract_patches(feat2, cfg.d2_patch_size, cfg.d2_patch_stride)).flatten()
                 hinge2 = losses.hinge(scores2, 1.0)
-            # per stride cell of its own map, as D's term: the weight does not depend on the image size
-            area2 = feat2.shape[-2] * feat2.shape[-1] / cfg.d2_patch_stride**2
-            texture2 = cfg.d2_weight * hinge2 * (scores2.numel() / area2)
-        return {"texture": hinge * (scores.numel() / area), "texture2": texture2,
+            texture2 = cfg.d2_weight * _per_cell(hinge2, scores2.numel(), feat2, cfg.d2_patch_stride)
+        return {"texture": _per_cell(hinge, scores.numel(), feat, cfg.patch_stride), "texture2": texture2,
                 "content": cfg.content_weight * content_mse, "tv": tv, "hinge": hinge, "content_mse": content_mse}
 
     # -- synthesis ------------------------------------------------------------------
@@ -614,16 +622,11 @@ class MDAN:
         for it in range(offset, offset + iterations):
             x = (xv + 1) / 2
             feats = self.encoder(x, taps_needed)
-            feat = feats[cfg.d_layer].float() if self.precision == "fp32" else feats[cfg.d_layer]
-            if cfg.blend:
-                feat = patches.blend_gradients(feat, cfg.patch_size, cfg.patch_stride)
+            feat = self._patch_map(feats[cfg.d_layer], cfg.patch_size, cfg.patch_stride)
             loss_d = self._d_step(feat.detach(), opt_d, pool)
             feat2 = None
             if pool2 is not None:
-                feat2 = feats[cfg.unguided_d2_layer]
-                feat2 = feat2.float() if self.precision == "fp32" else feat2
-                if cfg.blend:
-                    feat2 = patches.blend_gradients(feat2, cfg.d2_patch_size, cfg.d2_patch_stride)
+                feat2 = self._patch_map(feats[cfg.unguided_d2_layer], cfg.d2_patch_size, cfg.d2_patch_stride)
                 self._d2_step(feat2.detach(), opt_d2, pool2)
             # Image step: synthesised patches +1 against the updated D (and D2), plus content and TV.
             terms = self.image_terms(xv, feats, feat, target, guided=guided, feat2=feat2)
