@@ -1,7 +1,9 @@
 """Regenerate ``docs/gallery.jpg``: every bundled style on a few photos, and on Perlin noise.
 
 One row per bundled generator (:func:`mgan.zoo.bundled`), one column per photo plus a last
-column decoded from Perlin noise (paper Fig. 13); the first row shows the inputs. Each cell
+column decoded from Perlin noise (paper Fig. 13); the first row shows the inputs. Each style
+decodes the noise at its own measured Perlin scale (:func:`mgan.noise.decode_scale`, as
+``mgan decode --noise perlin`` does); the first row shows it at the general default, 64 px. Each cell
 is one feed-forward pass of :class:`mgan.decode.Decoder` at ``--size`` (longest side), so
 the whole gallery takes seconds per style on a CPU. Run it after adding or retraining a
 model, look at the result, and commit the JPEG::
@@ -24,10 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from torch import Tensor
+
 from mgan import cli, io, zoo
 from mgan.decode import Decoder
 from mgan.errors import InputError
-from mgan.noise import DECODE_SCALE, make_noise
+from mgan.noise import DECODE_SCALE, decode_scale, make_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "chicago.jpg")
@@ -66,18 +70,22 @@ def _run(args: argparse.Namespace) -> int:
     if not models:
         raise InputError("no bundled generators in mgan/assets")
     device = cli.resolve_device(args.device)
-    noise = make_noise("perlin", args.size, args.size, seed=args.seed, scale=DECODE_SCALE["perlin"])
+
+    def noise_for(model: Path | None) -> Tensor:
+        scale = decode_scale("perlin", model) if model is not None else DECODE_SCALE["perlin"]
+        return make_noise("perlin", args.size, args.size, seed=args.seed, scale=scale)
+
     if card:
         dec = Decoder(models[card], device=device)
-        cells = [c for x in images for c in (x, dec.decode(x).cpu())] + [dec.decode(noise).cpu()]
+        cells = [c for x in images for c in (x, dec.decode(x).cpu())] + [dec.decode(noise_for(models[card])).cpu()]
         io.save_image(io.make_grid([[io.resize_to_height(c, cell) for c in cells]]), out)
         print(f"wrote {out} (card picture of {card})")
         return 0
-    rows = [[io.resize_to_height(x, cell) for x in [*images, noise]]]
+    rows = [[io.resize_to_height(x, cell) for x in [*images, noise_for(None)]]]
     for name, path in models.items():
         dec = Decoder(path, device=device)
         t0 = time.perf_counter()
-        outs = [dec.decode(x) for x in [*images, noise]]
+        outs = [dec.decode(x) for x in [*images, noise_for(path)]]
         print(f"{name}: {len(outs)} decodes at {args.size} px in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         rows.append([io.resize_to_height(y.cpu(), cell) for y in outs])
     io.save_image(io.make_grid(rows), out)

@@ -384,13 +384,13 @@ def _safe_stem(name: str) -> str:
 
 
 def _run_noise(job: Job, decoder: decode.Decoder, folder: Path, progress: Progress | None) -> Result:
-    from mgan.noise import DECODE_SCALE, make_noise  # noqa: PLC0415
+    from mgan.noise import decode_scale, make_noise  # noqa: PLC0415
 
     side = job.size
     if progress:
         progress(0.0, f"{job.noise} noise")
-    # The CLI's defaults (mgan.decode --noise): mgan.noise.DECODE_SCALE.
-    options: dict = {"scale": DECODE_SCALE[job.noise]}
+    # The CLI's defaults (mgan.decode --noise): the model's measured scale (mgan.noise.decode_scale).
+    options: dict = {"scale": decode_scale(job.noise, job.model)}
     if job.noise == "perlin":
         options["tileable"] = job.tileable
     x = make_noise(job.noise, side, side, seed=job.seed, **options)

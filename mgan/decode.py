@@ -640,7 +640,8 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--octaves", type=int, default=6, help="Perlin octaves")
     n.add_argument("--persistence", type=float, default=0.5, help="Perlin amplitude ratio between octaves")
     n.add_argument("--noise-scale", type=float, default=None,
-                   help="largest noise feature in px (default 16 for Perlin, 256 for brown: docs/decoding.md)")
+                   help="largest noise feature in px (default: Perlin, the bundled model's own measured scale, "
+                        "128 for picasso, 64 for other generators; brown 256: docs/decoding.md)")
     n.add_argument("--grey", action="store_true", help="grey noise instead of colour")
     n.add_argument("--perlin-backend", choices=("torch", "noise"), default="torch",
                    help="torch: vectorised (fast); noise: the noise package's pnoise2 per pixel (slow)")
@@ -667,9 +668,9 @@ def _tile_arg(text: str) -> int | str | None:
 
 
 def _noise_options(args: argparse.Namespace, kind: str) -> dict:
-    from mgan.noise import DECODE_SCALE  # noqa: PLC0415
+    from mgan.noise import decode_scale  # noqa: PLC0415
 
-    scale = args.noise_scale if args.noise_scale is not None else DECODE_SCALE[kind]
+    scale = args.noise_scale if args.noise_scale is not None else decode_scale(kind, args.model)
     if kind == "perlin":
         return {"octaves": args.octaves, "persistence": args.persistence, "scale": scale, "color": not args.grey,
                 "tileable": args.tileable, "backend": args.perlin_backend}

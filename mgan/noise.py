@@ -21,6 +21,9 @@ top continues its bottom (integer lattice periods for Perlin; brown noise always
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -244,11 +247,37 @@ def brown(
 
 
 # Coarsest feature (px) of the noise that `mgan decode --noise` and the app feed G (paper
-# Fig. 13). Perlin: measured on the paper-scale Picasso G (mgan.evaluate SWD to the style,
-# 512 px, 2 seeds): 128 px 0.712, 64 px 0.679, 32 px 0.645, 16 px 0.599 (1024 px: 0.737 /
-# 0.660 / 0.623). Large blobs of saturated colour keep their own hues (green, orange patches)
-# through G; 16 px ones come out as a texture in the style's palette (docs/decoding.md).
-DECODE_SCALE = {"perlin": 16.0, "brown": 256.0}
+# Fig. 13), for a generator not in BUNDLED_PERLIN_SCALE. Which Perlin scale decodes closest
+# to the painting depends on the generator (docs/decoding.md, "Perlin scale"): 64 px is the
+# one no bundled model loses much with (at most 13% further than its own best, where 16 px,
+# the default before, scored up to 2x its best).
+DECODE_SCALE = {"perlin": 64.0, "brown": 256.0}
+# Perlin scale per bundled generator, chosen by mgan.evaluate's SWD of its decodes to its
+# painting (512 px, seeds 0-1, default `match` post-process; scales 16/32/64/128/192 px;
+# 2-core AMD EPYC AVX-512-bf16). Picasso: 0.324 / 0.282 / 0.237 / 0.211 / 0.209, against
+# 0.185 for unguided MDAN at the same size (issue #10's gate, 1.2x); composition_vii and
+# wave paint their fine texture from 32 px noise and blur larger blobs (0.228 and 0.359 at
+# 32, 0.291 and 0.439 at 128); the others are closest at 128.
+BUNDLED_PERLIN_SCALE = {"picasso": 128.0, "shipwreck": 128.0, "starry_night": 128.0, "the_scream": 128.0,
+                        "composition_vii": 32.0, "wave": 32.0}
+
+
+def decode_scale(kind: str, model: str | os.PathLike | None = None) -> float:
+    """The coarsest noise feature (px) to decode ``kind`` noise with through ``model``.
+
+    A bundled generator (a file of :data:`mgan.assets.ASSETS`, ``picasso.safetensors``) has
+    its own measured Perlin scale (:data:`BUNDLED_PERLIN_SCALE`); any other generator, and
+    brown noise, the general default (:data:`DECODE_SCALE`).
+    """
+    if kind not in DECODE_SCALE:
+        raise ValueError(f"unknown noise kind {kind!r} (use perlin or brown)")
+    if kind == "perlin" and model is not None:
+        from mgan.assets import ASSETS  # noqa: PLC0415  (light: a path, no weights)
+
+        path = Path(model)
+        if path.parent.resolve() == Path(ASSETS).resolve() and path.stem in BUNDLED_PERLIN_SCALE:
+            return BUNDLED_PERLIN_SCALE[path.stem]
+    return DECODE_SCALE[kind]
 
 
 def make_noise(kind: str, height: int, width: int, seed: int = 0, **options: float | int | bool | str) -> Tensor:
@@ -277,4 +306,5 @@ def edge_continuity(x: Tensor) -> tuple[float, float]:
     return float(seam_x / inner_x.clamp_min(1e-12)), float(seam_y / inner_y.clamp_min(1e-12))
 
 
-__all__ = ["PERLIN_BACKENDS", "brown", "edge_continuity", "make_noise", "perlin", "perlin_octave"]
+__all__ = ["BUNDLED_PERLIN_SCALE", "DECODE_SCALE", "PERLIN_BACKENDS", "brown", "decode_scale", "edge_continuity",
+           "make_noise", "perlin", "perlin_octave"]

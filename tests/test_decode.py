@@ -173,7 +173,7 @@ def test_margin_removes_the_bundled_generators_border_band():
     the zero padding of VGG and G (margin 0): the red channel of the outer 8 px of a Perlin
     decode sits well below the interior's (0.56 against 0.70 at 512 px). With the default margin
     the band is gone (0.71 against 0.68: within the interior's own spread)."""
-    x = noise.make_noise("perlin", 512, 512, seed=0, scale=noise.DECODE_SCALE["perlin"])
+    x = noise.make_noise("perlin", 512, 512, seed=0, scale=16.0)  # the decoder's Perlin scale when this was measured
 
     def red_gap(margin: int) -> float:
         y = decode.Decoder(device="cpu", precision="fp32", tile=None, postprocess="none", margin=margin).decode(x)
@@ -267,6 +267,20 @@ def test_postprocess_options(tiny_release, tmp_path):
 
 
 # ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_noise_uses_the_bundled_models_perlin_scale(tmp_path):
+    """``--noise perlin`` with a bundled model feeds G noise at that model's measured scale
+    (mgan.noise.decode_scale: 128 px for picasso), and ``--noise-scale`` overrides it."""
+    args = ["--style", "picasso", "--noise", "perlin", "--size", "64", "--seed", "2", "--precision", "fp32", "--quiet"]
+    assert decode.main([*args, "--out", str(tmp_path / "a.png"), "--save-noise", str(tmp_path / "n.png")]) == 0
+    assert decode.main([*args, "--noise-scale", "16", "--out", str(tmp_path / "b.png"),
+                        "--save-noise", str(tmp_path / "m.png")]) == 0
+    saved = {k: torch.from_numpy(read_png(tmp_path / f"{k}.png")).permute(2, 0, 1)[None].float() / 255 for k in "nm"}
+    for key, scale in (("n", 128.0), ("m", 16.0)):
+        want = noise.make_noise("perlin", 64, 64, seed=2, scale=scale)
+        assert (saved[key] - want).abs().max() <= 1 / 255 + 1e-6, key  # the saved PNG, up to 8-bit rounding
+    assert (saved["n"] - saved["m"]).abs().mean() > 0.05  # the two scales are different noise
 
 
 def test_cli_noise_is_deterministic_by_seed(tiny_release, tmp_path):

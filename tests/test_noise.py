@@ -133,3 +133,18 @@ def test_perlin_is_chunk_independent(monkeypatch):
 def test_bad_arguments_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_decode_scale_is_the_bundled_models_own_else_the_general_default(tmp_path):
+    """Each bundled generator decodes Perlin noise at its measured scale (docs/decoding.md);
+    a generator file outside mgan/assets, even one named like a bundled model, and brown
+    noise get the general defaults."""
+    from mgan.assets import ASSETS
+
+    assert noise.decode_scale("perlin", ASSETS / "picasso.safetensors") == 128.0
+    assert noise.decode_scale("perlin", str(ASSETS / "wave.safetensors")) == 32.0
+    assert noise.decode_scale("perlin", tmp_path / "picasso.safetensors") == noise.DECODE_SCALE["perlin"] == 64.0
+    assert noise.decode_scale("perlin") == 64.0
+    assert noise.decode_scale("brown", ASSETS / "picasso.safetensors") == noise.DECODE_SCALE["brown"] == 256.0
+    with pytest.raises(ValueError, match="pink"):
+        noise.decode_scale("pink")
