@@ -31,7 +31,7 @@ from torch import Tensor
 from mgan import cli, io, zoo
 from mgan.decode import Decoder
 from mgan.errors import InputError
-from mgan.noise import DECODE_SCALE, decode_scale, make_noise
+from mgan.noise import decode_scale, make_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "chicago.jpg")
@@ -71,9 +71,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("no bundled generators in mgan/assets")
     device = cli.resolve_device(args.device)
 
-    def noise_for(model: Path | None) -> Tensor:
-        scale = decode_scale("perlin", model) if model is not None else DECODE_SCALE["perlin"]
-        return make_noise("perlin", args.size, args.size, seed=args.seed, scale=scale)
+    def noise_for(model: Path | None) -> Tensor:  # None: the general default scale
+        return make_noise("perlin", args.size, args.size, seed=args.seed, scale=decode_scale("perlin", model))
 
     if card:
         dec = Decoder(models[card], device=device)
