@@ -266,8 +266,10 @@ def decode_scale(kind: str, model: str | os.PathLike | None = None) -> float:
     """The coarsest noise feature (px) to decode ``kind`` noise with through ``model``.
 
     A bundled generator (a file of :data:`mgan.assets.ASSETS`, ``picasso.safetensors``) has
-    its own measured Perlin scale (:data:`BUNDLED_PERLIN_SCALE`); any other generator, and
-    brown noise, the general default (:data:`DECODE_SCALE`).
+    its own measured Perlin scale (:data:`BUNDLED_PERLIN_SCALE`); a generator trained with
+    noise pairs (``noise.count > 0`` in the experiment its metadata keeps) the scale of the
+    noise it was trained on; any other generator, and brown noise, the general default
+    (:data:`DECODE_SCALE`).
     """
     if kind not in DECODE_SCALE:
         raise ValueError(f"unknown noise kind {kind!r} (use perlin or brown)")
@@ -277,7 +279,26 @@ def decode_scale(kind: str, model: str | os.PathLike | None = None) -> float:
         path = Path(model)
         if path.parent.resolve() == Path(ASSETS).resolve() and path.stem in BUNDLED_PERLIN_SCALE:
             return BUNDLED_PERLIN_SCALE[path.stem]
+        trained = _trained_noise_scale(path)
+        if trained is not None:
+            return trained
     return DECODE_SCALE[kind]
+
+
+def _trained_noise_scale(path: Path) -> float | None:
+    """``noise.scale`` of the experiment in a release's metadata if it trained on noise pairs, else
+    None (also for a file that is not a readable release: loading it reports that clearly)."""
+    import json  # noqa: PLC0415
+
+    from safetensors import SafetensorError, safe_open  # noqa: PLC0415
+
+    try:
+        with safe_open(str(path), framework="pt") as f:  # the header only, not the weights
+            extra = json.loads((f.metadata() or {}).get("extra", "{}"))
+        noise = extra.get("experiment", {}).get("noise", {})
+        return float(noise["scale"]) if noise.get("count") and float(noise["scale"]) > 0 else None
+    except (SafetensorError, OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def make_noise(kind: str, height: int, width: int, seed: int = 0, **options: float | int | bool | str) -> Tensor:

@@ -6,6 +6,7 @@ done; each one is resumable:
 1. **MDAN targets** (Sec. 3.1): guided MDAN over the training photos, one D carried from
    image to image after a warm-up; also over the held-out sample photos
    (:mod:`mgan.training.stages`).
+   With noise pairs (``noise.count > 0``, not in the paper) also over seeded Perlin images.
 2. **Paired crops** (Sec. 3.2): crops of every photo and its MDAN output under the same
    rotation x scale x flip augmentation, cached as uint8 (:mod:`mgan.training.stages`).
 3. **Training** G against an MGAN discriminator on relu3_1 of G's output, in an
@@ -69,10 +70,13 @@ from mgan.training.stages import (
     check_disk_space,
     estimate_crops,
     estimate_disk_bytes,
+    estimate_noise_crops,
     merged_timings,
     read_timings,
     stage_crops,
     stage_mdan,
+    stage_noise,
+    stage_noise_crops,
     stage_sample_mdan,
     write_timings,
 )
@@ -187,10 +191,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.stop_after == "mdan":
         job.say(f"MDAN targets in {job.cache.targets}")
         return 0
-    crops = _make_crops(job, timings)  # stage 2
+    crops, noise = _make_crops(job, timings)  # stage 2
     if args.stop_after == "crops":
         return 0
-    trainer, run_dir = _open_run(job, crops, resume)  # stage 3
+    trainer, run_dir = _open_run(job, crops, noise, resume)  # stage 3
     samples = _prepare_training(job, trainer, run_dir, timings)
     clock = Clock()
     completed = fit(trainer, run_dir, samples, job.progress)
@@ -296,7 +300,13 @@ def _print_plan(job: _Job, resume: _Resume) -> int:
     print(f"# stage 1 MDAN targets: {'cached' if done['mdan'] else 'to do'} in {cache.targets}")
     if paths.samples and cfg.sample_mdan:
         print(f"# stage 1b MDAN of samples: {'cached' if done['samples'] else 'to do'}")
+    if cache.noise is not None:
+        print(f"# stage 1c MDAN of {cfg.noise.count} Perlin images ({cfg.noise.size} px, scale {cfg.noise.scale:g} px): "
+              f"{'cached' if done['noise'] else 'to do'} in {cache.noise}")
     print(f"# stage 2 crops: ~{n} crops, {'cached' if done['crops'] else 'to do'} in {cache.crops}")
+    if cache.noise_crops is not None:
+        print(f"# stage 2b noise crops: ~{estimate_noise_crops(cfg)} crops, {cfg.noise.per_batch} per step from "
+              f"step {cfg.noise.start_step}, {'cached' if done['noise_crops'] else 'to do'} in {cache.noise_crops}")
     if resume.checkpoint is not None:
         where = f"resume {resume.run_dir}"
     elif resume.run_dir is not None:
@@ -315,36 +325,46 @@ def _prepare_outdir(job: _Job, resume: _Resume) -> None:
         io.check_writable(outdir)
         done = job.cache.done(job.cfg, job.paths)
         check_disk_space(outdir, estimate_disk_bytes(job.cfg, job.paths, estimate_crops(job.cfg, job.paths), done))
-        for folder in (job.cache.folder, resume.run_dir):
+        for folder in (job.cache.folder, resume.run_dir):  # noise-*/inputs/ lies below the cache folder too
             if folder is not None:  # both mgan's own: its subfolders (targets/, samples/) too
                 io.remove_stale_temps(folder, recursive=True)
     distributed.barrier(job.d)
 
 
 def _make_targets(job: _Job, timings: dict[str, dict[str, float]]) -> None:
-    """Stage 1 (and 1b): MDAN outputs of the training photos and of the sample photos."""
+    """Stage 1 (1b, 1c): MDAN outputs of the training photos, the sample photos and the noise images."""
     cfg, cache = job.cfg, job.cache
     timings["mdan"] = stage_mdan(cfg, job.paths, cache.targets, job.device, job.progress, job.d)
     if cfg.sample_mdan:
         timings["mdan_samples"] = stage_sample_mdan(cfg, job.paths, cache.targets, cache.samples, job.device,
                                                     job.progress, job.d)
+    if cache.noise is not None:
+        timings["mdan_noise"] = stage_noise(cfg, job.paths, cache.targets, cache.noise, job.device, job.progress,
+                                            job.d)
 
 
-def _make_crops(job: _Job, timings: dict[str, dict[str, float]]) -> CropSet:
-    """Stage 2: the paired crops; rank 0 builds them (if not cached), the others then load them."""
+def _make_crops(job: _Job, timings: dict[str, dict[str, float]]) -> tuple[CropSet, CropSet | None]:
+    """Stage 2 (and 2b): the paired crops of the photos (and of the noise images, if any); rank 0
+    builds them (if not cached), the others then load them."""
+    cache = job.cache
     if not job.d.main:
         distributed.barrier(job.d)
-    crops, timings["crops"] = stage_crops(job.cfg, job.paths, job.cache.targets, job.cache.crops)
+    crops, timings["crops"] = stage_crops(job.cfg, job.paths, cache.targets, cache.crops)
+    noise = None
+    if cache.noise is not None and cache.noise_crops is not None:
+        noise, timings["noise_crops"] = stage_noise_crops(job.cfg, cache.noise, cache.noise_crops)
     if job.d.main:
         distributed.barrier(job.d)
-    job.say(f"{len(crops)} paired crops of {len(crops.files)} photos ({job.cache.crops})")
-    return crops
+    job.say(f"{len(crops)} paired crops of {len(crops.files)} photos ({cache.crops})")
+    if noise is not None:
+        job.say(f"{len(noise)} paired crops of {len(noise.files)} noise images ({cache.noise_crops})")
+    return crops, noise
 
 
-def _open_run(job: _Job, crops: CropSet, resume: _Resume) -> tuple[Trainer, Path]:
-    """A trainer on ``crops``, restored from the resumed run's checkpoint, or in a new run folder;
-    the run folder's ``config.yaml`` is (re)written with the resolved config."""
-    trainer = Trainer(job.cfg, crops, job.device, job.progress, job.d)
+def _open_run(job: _Job, crops: CropSet, noise: CropSet | None, resume: _Resume) -> tuple[Trainer, Path]:
+    """A trainer on ``crops`` (and ``noise``), restored from the resumed run's checkpoint, or in a
+    new run folder; the run folder's ``config.yaml`` is (re)written with the resolved config."""
+    trainer = Trainer(job.cfg, crops, job.device, job.progress, job.d, noise=noise)
     if resume.run_dir is not None:
         run_dir = resume.run_dir
         if resume.checkpoint is not None:

@@ -148,3 +148,51 @@ def test_end_to_end_resume_release_decode(tiny_project, capsys):
     tr.G.load_state_dict(a["G"])
     ref = tr.generate(tr.encoder(photo)["relu4_1"], "eval")
     assert (ref - y).abs().mean() < 1e-3  # measured 4e-6; the margin alone would give 6e-3
+
+
+def test_noise_pairs_end_to_end_with_exact_resume(tmp_path, capsys):
+    """noise.count > 0: stage 1c paints MDAN over seeded Perlin images with D carried on from stage 1
+    (stage 1's D file untouched), stage 2b crops them, training mixes them in from noise.start_step,
+    and a run resumed across that step equals an uninterrupted one."""
+    cfg = make_tiny_experiment(tmp_path)
+    out = tmp_path / "runs"
+    common = ["--outdir", str(out), "--no-progress", "--threads", "2", "--set", "noise.count=2",
+              "--set", "noise.size=64", "--set", "noise.scale=32", "--set", "noise.per_batch=4",
+              "--set", "noise.start_step=2"]
+    assert main([str(cfg), "--dry-run", *common]) == 0
+    plan = capsys.readouterr().out
+    assert "stage 1c MDAN of 2 Perlin images (64 px, scale 32 px): to do" in plan and "stage 2b noise crops" in plan
+    assert main([str(cfg), *common, "--stop-after", "mdan"]) == 0
+    (cache,) = (out / "cache").glob("*")
+    d1 = (cache / "targets" / "mdan_D.pt").read_bytes()
+    (noise,) = cache.glob("noise-*[!t]")  # noise-<key>/, not noise-crops-<key>.pt
+    assert (noise / "DONE.json").is_file() and (noise / "mdan_D.pt").read_bytes() != d1
+    for name in ("perlin-00200.png", "perlin-00201.png"):
+        src, target = io.load_image(noise / "inputs" / name), io.load_image(noise / name)
+        assert target.shape == src.shape == (1, 3, 64, 64) and (target - src).abs().mean() > 0.01  # MDAN moved it
+
+    assert main([str(cfg), *common]) == 0
+    full = _latest(out, 0)
+    assert (full / "generator.safetensors").is_file() and (cache / "targets" / "mdan_D.pt").read_bytes() == d1
+    assert "paired crops of 2 noise images" in capsys.readouterr().err
+    from mgan.noise import decode_scale  # the release decodes noise at the scale it was trained on
+
+    assert decode_scale("perlin", full / "generator.safetensors") == 32.0
+    assert decode_scale("perlin", tmp_path / "nope.safetensors") == 64.0  # unreadable: the general default
+    state = io.load_checkpoint(full / "checkpoint-latest.pt")
+    assert state["num_noise_crops"] > 0 and state["step"] == 4
+    # 1 step, then resume to 4: crosses start_step, bit for bit
+    assert main([str(cfg), *common, "--set", "train.max_steps=1"]) == 0
+    half = _latest(out, 1)
+    assert main(["--resume", str(half), "--outdir", str(out), "--no-progress", "--threads", "2",
+                 "--set", "train.max_steps=4"]) == 0
+    b = io.load_checkpoint(half / "checkpoint-latest.pt")
+    for net in ("G", "D"):
+        for k, v in state[net].items():
+            assert torch.equal(v, b[net][k]), f"{net}.{k} differs after resume"
+    # without noise pairs the same photos train differently from step start_step on
+    plain = ["--outdir", str(out), "--no-progress", "--threads", "2"]
+    assert main([str(cfg), *plain]) == 0
+    c = io.load_checkpoint(_latest(out, 2) / "checkpoint-latest.pt")
+    assert c["num_noise_crops"] == 0 and any(not torch.equal(v, c["G"][k]) for k, v in state["G"].items())
+    assert decode_scale("perlin", _latest(out, 2) / "generator.safetensors") == 64.0  # no noise pairs: the default

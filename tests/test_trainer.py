@@ -11,7 +11,7 @@ from mgan.data import CropSet, epoch_order
 from mgan.errors import ConfigError, InputError
 from mgan.generator import Generator, GeneratorConfig
 from mgan.io import make_grid
-from mgan.training.config import CropConfig, ExperimentConfig, TrainConfig
+from mgan.training.config import CropConfig, ExperimentConfig, NoiseConfig, TrainConfig
 from mgan.training.release import fp16_safe
 from mgan.training.trainer import CHECKPOINT_FORMAT, Samples, Trainer, sample_grid
 
@@ -26,10 +26,10 @@ def _random_crops(k=8, size=32, seed=0):
 TINY_NET = dict(model=GeneratorConfig(channels=(16, 8, 8)))
 
 
-def _tiny_cfg(**train):
+def _tiny_cfg(noise=None, **train):
     base = dict(batch=4, precision="fp32", d_hidden=(8, 8), feature_cache_mb=0)
     return ExperimentConfig(crops=CropConfig(size=32), **TINY_NET,
-                            train=TrainConfig(**{**base, **train}))
+                            train=TrainConfig(**{**base, **train}), noise=noise or NoiseConfig())
 
 
 # --------------------------------------------------------------------------- one step
@@ -126,6 +126,52 @@ def test_batches_walk_each_epochs_order_and_drop_the_last_partial_batch():
         Trainer(_tiny_cfg(batch=9), _random_crops(k=8), progress=False)
 
 
+def test_noise_crops_join_the_photo_batches_from_their_start_step():
+    """Noise pairs: from noise.start_step on, per_batch noise crops (indices >= n_photo) follow the
+    step's photo crops, which stay those of a run without noise; the noise crops walk their own epochs."""
+    noise_cfg = NoiseConfig(count=1, per_batch=2, start_step=3)
+    noise = _random_crops(k=5, seed=1)
+    tr = Trainer(_tiny_cfg(noise_cfg, batch=3), _random_crops(k=8), progress=False, noise=noise)
+    plain = Trainer(_tiny_cfg(batch=3), _random_crops(k=8), progress=False)
+    assert tr.n_photo == 8 and tr.n_crops == 13 and tr.steps_per_epoch == plain.steps_per_epoch == 2
+    for step in range(3):
+        assert torch.equal(tr.batch_indices(step), plain.batch_indices(step))
+    seen = []
+    for step in range(3, 7):  # 5 noise crops, 2 a step: 2 steps an epoch
+        idx = tr.batch_indices(step)
+        assert torch.equal(idx[:3], plain.batch_indices(step)) and len(idx) == 5 and (idx[3:] >= 8).all()
+        seen.append(idx[3:] - 8)
+    for epoch in (0, 1):
+        assert torch.equal(torch.cat(seen[2 * epoch : 2 * epoch + 2]), epoch_order(5, 0, epoch)[:4])
+    # crop_batch returns each crop from its own set, in the batch's order
+    idx = torch.tensor([9, 2, 12])
+    photo, target = tr.crop_batch(idx)
+    assert torch.equal(photo[0], noise.batch(torch.tensor([1]))[0][0]) and torch.equal(target[2], noise.batch(
+        torch.tensor([4]))[1][0]) and torch.equal(photo[1], tr.crops.batch(torch.tensor([2]))[0][0])
+
+
+def test_a_step_with_noise_crops_trains_on_them_too():
+    """The pixel loss of a step with noise crops is the MSE over photo and noise crops alike; the
+    feature cache covers the noise crops; a step is reproducible for a seed."""
+    noise_cfg = NoiseConfig(count=1, per_batch=2)
+    crops, noise = _random_crops(k=8), _random_crops(k=4, seed=1)
+    tr = Trainer(_tiny_cfg(noise_cfg, adv_weight=0.0), crops, progress=False, noise=noise)
+    idx = tr.batch_indices(0)
+    photo, target = tr.crop_batch(idx)
+    with torch.no_grad():
+        y = copy.deepcopy(tr.G)(tr.encoder(photo)["relu4_1"])
+    out = tr.train_step(idx)
+    assert len(idx) == 6 and out["loss_pix"] == pytest.approx(F.mse_loss(y, target * 2 - 1).item(), rel=1e-4)
+    cached = Trainer(_tiny_cfg(noise_cfg, adv_weight=0.0, feature_cache_mb=64), crops, progress=False, noise=noise)
+    cached.build_feature_cache()
+    assert cached.cache_in.shape[0] == 12
+    assert cached.train_step(idx)["loss_pix"] == pytest.approx(out["loss_pix"], rel=1e-4)
+    with pytest.raises(InputError, match="no noise crops were given"):
+        Trainer(_tiny_cfg(noise_cfg), crops, progress=False)
+    with pytest.raises(InputError, match="only 4 noise crops, fewer than one batch of 5"):
+        Trainer(_tiny_cfg(NoiseConfig(count=1, per_batch=5)), crops, progress=False, noise=noise)
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -133,8 +179,8 @@ def test_checkpoint_dict_keeps_its_format():
     """Runs in progress resume from these keys: renaming one breaks every existing checkpoint."""
     tr = Trainer(_tiny_cfg(), _random_crops(), progress=False)
     state = tr.state_dict()
-    assert set(state) == {"format", "step", "epoch", "steps_per_epoch", "total_steps", "num_crops", "world_size",
-                          "G", "D", "opt_g", "opt_d", "rng", "config"}
+    assert set(state) == {"format", "step", "epoch", "steps_per_epoch", "total_steps", "num_crops", "num_noise_crops",
+                          "world_size", "G", "D", "opt_g", "opt_d", "rng", "config"}
     assert state["format"] == CHECKPOINT_FORMAT == "mgan-train-v1"
     tr.train_step(tr.batch_indices(0))
     tr.step = 1
@@ -145,6 +191,11 @@ def test_checkpoint_dict_keeps_its_format():
         other.load_state_dict({**state, "format": "x"})
     with pytest.raises(InputError, match="trained on 8 crops"):
         Trainer(_tiny_cfg(), _random_crops(k=12), progress=False).load_state_dict(state)
+    old = {k: v for k, v in state.items() if k != "num_noise_crops"}  # a checkpoint of before noise pairs
+    other.load_state_dict(old)
+    with pytest.raises(InputError, match="trained with 0 noise crops, this run has 4"):
+        Trainer(_tiny_cfg(NoiseConfig(count=1, per_batch=2)), _random_crops(), progress=False,
+                noise=_random_crops(k=4)).load_state_dict(old)
 
 
 # --------------------------------------------------------------------------- samples and release

@@ -35,6 +35,13 @@ def test_config_defaults_are_the_papers():
     (["model.in_channels=256"], "model.in_channels: relu4_1 has 512 channels"),
     (["mdan.size=64", "crops.size=128"], "mdan.size (64) is smaller than crops.size (128)"),
     (["wandb.mode=cloud"], r"wandb.mode: must be one of \['offline', 'online'\]"),
+    (["noise.count=-1"], "noise.count: must be >= 0"),
+    (["noise.size=100"], "noise.size: must be a multiple of 8"),
+    (["noise.scale=0"], "noise.scale: must be > 0"),
+    (["noise.persistence=1.5"], "noise.persistence: must be in (0, 1]"),
+    (["noise.per_batch=0"], "noise.per_batch: must be >= 1"),
+    (["noise.start_step=-1"], "noise.start_step: must be >= 0"),
+    (["noise.count=2", "noise.size=64"], "noise.size (64) is smaller than crops.size (128)"),
 ])
 def test_impossible_values_name_the_key(overrides, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):

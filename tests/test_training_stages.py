@@ -82,6 +82,37 @@ def test_cache_keys_follow_what_each_stage_reads(tmp_path):
     assert stages.cache_keys(_cfg(), paths)["mdan"] != base["mdan"]
 
 
+def test_noise_pair_keys_follow_the_noise_images_not_how_training_mixes_them_in(tmp_path):
+    paths = _byte_inputs(tmp_path)
+    assert set(stages.cache_keys(_cfg(), paths)) == {"mdan", "samples", "crops"}  # off: the keys of before
+    base = stages.cache_keys(_cfg("noise.count=4"), paths)
+    assert {k: v for k, v in base.items() if not k.startswith("noise")} == stages.cache_keys(_cfg(), paths)
+
+    def changed(*overrides: str) -> set[str]:
+        keys = stages.cache_keys(_cfg("noise.count=4", *overrides), paths)
+        return {k for k in keys if keys[k] != base[k]}
+
+    for option in ("noise.count=5", "noise.size=128", "noise.scale=64", "noise.octaves=4", "noise.persistence=0.6",
+                   "noise.seed=0"):
+        assert changed(option) == {"noise", "noise_crops"}, option
+    assert changed("noise.per_batch=4", "noise.start_step=10") == set()  # training is not cached
+    assert changed("crops.stride=32") == {"crops", "noise_crops"}
+    assert changed("mdan.iterations=7") == {"mdan", "samples", "crops", "noise", "noise_crops"}  # D carried on
+
+
+def test_noise_images_are_seeded_perlin_pngs(tmp_path):
+    from mgan.noise import perlin
+
+    cfg = _cfg("noise.count=2", "noise.size=64", "noise.scale=32", "noise.seed=7", "crops.size=64")
+    files = stages.noise_images(cfg, tmp_path)
+    assert [f.name for f in files] == ["perlin-00007.png", "perlin-00008.png"]
+    want = io.quantize(perlin(64, 64, seed=8, scale=32.0)).float() / 255
+    assert torch.equal(io.load_image(files[1]), want)  # what MDAN and the crops read: the 8-bit noise
+    assert not torch.equal(io.load_image(files[0]), io.load_image(files[1]))
+    mtime = files[0].stat().st_mtime_ns
+    assert stages.noise_images(cfg, tmp_path) == files and files[0].stat().st_mtime_ns == mtime  # not rewritten
+
+
 def test_stage_cache_layout(tmp_path):
     keys = {"mdan": "m" * 12, "samples": "s" * 12, "crops": "c" * 12}
     cache = stages.StageCache.at(tmp_path, keys)
@@ -89,12 +120,18 @@ def test_stage_cache_layout(tmp_path):
     assert cache == stages.StageCache(folder, folder / "targets", folder / f"samples-{keys['samples']}",
                                       folder / f"crops-{keys['crops']}.pt")
     paths = _byte_inputs(tmp_path / "data")
-    assert cache.done(_cfg(), paths) == {"mdan": False, "samples": False, "crops": False}
+    nothing = {"noise": True, "noise_crops": True}  # no noise pairs: nothing to run counts as done
+    assert cache.done(_cfg(), paths) == {"mdan": False, "samples": False, "crops": False, **nothing}
     assert cache.done(_cfg("sample_mdan=false"), paths)["samples"]  # nothing to run counts as done
     cache.targets.mkdir(parents=True)
     (cache.targets / "DONE.json").write_text("{}")
     cache.crops.write_bytes(b"")
-    assert cache.done(_cfg(), paths) == {"mdan": True, "samples": False, "crops": True}
+    assert cache.done(_cfg(), paths) == {"mdan": True, "samples": False, "crops": True, **nothing}
+    # noise pairs: their targets and crops beside the photos' under the same MDAN key
+    with_noise = stages.StageCache.at(tmp_path, {**keys, "noise": "n" * 12, "noise_crops": "k" * 12})
+    assert with_noise.noise == folder / f"noise-{'n' * 12}"
+    assert with_noise.noise_crops == folder / f"noise-crops-{'k' * 12}.pt"
+    assert not with_noise.done(_cfg(), paths)["noise"] and not with_noise.done(_cfg(), paths)["noise_crops"]
 
 
 def test_crop_stage_makes_the_estimated_crops_and_caches_them(tmp_path):
@@ -127,6 +164,11 @@ def test_disk_estimate_and_check(tmp_path, monkeypatch):
     none_done = stages.estimate_disk_bytes(cfg, paths, 1000, {})
     all_done = stages.estimate_disk_bytes(cfg, paths, 1000, {"mdan": True, "samples": True, "crops": True})
     assert none_done - all_done == 2 * 384**2 * 3 + 256**2 * 3 + 1000 * 2 * 3 * 128**2
+    noise = _cfg("noise.count=3")  # 3 images of 256 px: 34 crops of 128 px each under the 18 augmentations
+    assert stages.estimate_noise_crops(noise) == 3 * 6 * (9 + 9 + 16) and stages.estimate_noise_crops(cfg) == 0
+    done = {"mdan": True, "samples": True, "crops": True}
+    assert (stages.estimate_disk_bytes(noise, paths, 1000, {**done, "noise": False, "noise_crops": False})
+            - stages.estimate_disk_bytes(noise, paths, 1000, done)) == 3 * 2 * 3 * 256**2 + 612 * 2 * 3 * 128**2
     monkeypatch.setattr(stages.shutil, "disk_usage", lambda path: SimpleNamespace(free=2**20))
     stages.check_disk_space(tmp_path, 2**19)
     with pytest.raises(InputError, match="needs about 2 MB, 1 MB are free"):

@@ -120,6 +120,47 @@ class TrainConfig:
 
 
 @dataclass
+class NoiseConfig:
+    """Noise pairs: guided MDAN targets of seeded Perlin images, trained on beside the photos.
+
+    The paper trains G on photos only and decodes noise with it (Sec. 5, Fig. 13). A G that
+    never saw noise features paints noise as its nearest photo, a field of small even strokes;
+    with ``count`` Perlin images at the decoder's scale (:func:`mgan.noise.decode_scale`)
+    through the same guided MDAN (D carried on from the photo targets), ``per_batch`` of their
+    crops beside each batch of photo crops from step ``start_step`` on, its Perlin decodes
+    move to the painting's large planes (docs/training.md, "Noise pairs"). Off (``count: 0``)
+    by default, as in the paper.
+    """
+
+    count: int = 0  # Perlin images (0: no noise pairs); image i has seed `seed + i`
+    size: int = 256  # their side in pixels (MDAN runs at this size)
+    scale: float = 128.0  # Perlin's coarsest feature in px: the scale the model's noise is decoded at
+    octaves: int = 6  # fBm octaves and persistence, as the decoder's defaults
+    persistence: float = 0.5
+    seed: int = 200  # first image's seed (kept away from the decoder's 0, 1, ... for held-out checks)
+    per_batch: int = 8  # noise crops added to each step's train.batch photo crops (per process)
+    start_step: int = 0  # first training step that sees them (0: all)
+
+    def validate(self) -> None:
+        if self.count < 0:
+            raise ConfigError(f"count: must be >= 0, got {self.count}")
+        if self.size < 32 or self.size % 8:
+            raise ConfigError(f"size: must be a multiple of 8 and >= 32, got {self.size}")
+        if not self.scale > 0:
+            raise ConfigError(f"scale: must be > 0, got {self.scale}")
+        if self.octaves < 1:
+            raise ConfigError(f"octaves: must be >= 1, got {self.octaves}")
+        if not 0 < self.persistence <= 1:
+            raise ConfigError(f"persistence: must be in (0, 1], got {self.persistence}")
+        if self.seed < 0:
+            raise ConfigError(f"seed: must be >= 0, got {self.seed}")
+        if self.per_batch < 1:
+            raise ConfigError(f"per_batch: must be >= 1, got {self.per_batch}")
+        if self.start_step < 0:
+            raise ConfigError(f"start_step: must be >= 0, got {self.start_step}")
+
+
+@dataclass
 class WandbConfig:
     """Weights & Biases logging; off unless ``enabled``, offline unless ``mode: online``."""
 
@@ -156,6 +197,7 @@ class ExperimentConfig:
     crops: CropConfig = field(default_factory=CropConfig)
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def validate(self) -> None:
@@ -180,6 +222,8 @@ class ExperimentConfig:
             raise ConfigError(f"crops.size: {self.crops.size} px gives a {self.train.d_layer} map below D's 4x4 minimum")
         if self.mdan.size < self.crops.size:
             raise ConfigError(f"mdan.size ({self.mdan.size}) is smaller than crops.size ({self.crops.size}): no crops")
+        if self.noise.count and self.noise.size < self.crops.size:
+            raise ConfigError(f"noise.size ({self.noise.size}) is smaller than crops.size ({self.crops.size}): no crops")
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None,

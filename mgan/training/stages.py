@@ -5,11 +5,14 @@
    ``warmup_photos`` first (the original code's 5 "initial" images); also over the
    held-out ``sample_photos`` (:func:`stage_sample_mdan`) so the sample grids can show G
    next to MDAN (the original ran its 10 test images too).
+   With noise pairs (``noise.count > 0``, not in the paper) the same guided MDAN also
+   paints over seeded Perlin images (:func:`stage_noise`, stage 1c), D carried on from stage 1.
 2. **Paired crops** (Sec. 3.2, :func:`stage_crops`): ``crops.size`` crops at
    ``crops.stride`` of every photo and its MDAN output under the same rotation x scale x
-   flip augmentation, cached as uint8.
+   flip augmentation, cached as uint8; the noise pairs' crops likewise
+   (:func:`stage_noise_crops`, stage 2b).
 
-Both live in ``<outdir>/cache/<key>/`` (:class:`StageCache`), keyed by a hash of every
+All live in ``<outdir>/cache/<key>/`` (:class:`StageCache`), keyed by a hash of every
 input they depend on (:func:`cache_keys`: style and photo bytes, MDAN and crop options;
 not the code: delete the cache after changing MDAN's code), so reruns skip them. A
 stage is done when its ``DONE.json`` (MDAN) or its crop file exists; both are written
@@ -25,7 +28,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +62,8 @@ UNGUIDED_ONLY = frozenset({"noise_std", "unguided_tv_weight", "unguided_postproc
 
 
 def cache_keys(cfg: ExperimentConfig, paths: Paths) -> dict[str, str]:
-    """Keys of the cached stages: ``mdan`` (targets), ``samples`` (MDAN of sample photos), ``crops``.
+    """Keys of the cached stages: ``mdan`` (targets), ``samples`` (MDAN of sample photos), ``crops``,
+    and with noise pairs (``noise.count > 0``) ``noise`` (their MDAN targets) and ``noise_crops``.
 
     ``cfg`` must have its precisions resolved (:func:`mgan.training.config.resolve_precision`).
     """
@@ -73,36 +77,48 @@ def cache_keys(cfg: ExperimentConfig, paths: Paths) -> dict[str, str]:
     mdan = _key({"style": (paths.style.name, _digest(paths.style)), "mdan": mdan_opts,
                  "warmup": files(paths.warmup), "warmup_iterations": cfg.warmup_iterations,
                  "train": files(paths.train)})
-    return {
+    keys = {
         "mdan": mdan,
         "samples": _key({"mdan": mdan, "samples": files(paths.samples), "size": cfg.sample_size}),
         "crops": _key({"mdan": mdan, "crops": to_dict(cfg.crops)}),
     }
+    if cfg.noise.count:  # what makes the noise images and their targets (not how training mixes them in)
+        n = cfg.noise
+        keys["noise"] = _key({"mdan": mdan, "noise": [n.count, n.size, n.scale, n.octaves, n.persistence, n.seed]})
+        keys["noise_crops"] = _key({"noise": keys["noise"], "crops": to_dict(cfg.crops)})
+    return keys
 
 
 @dataclass(frozen=True)
 class StageCache:
     """Where the cached stages of one experiment live: ``folder = <outdir>/cache/<mdan key>/`` holding
-    ``targets/`` (stage 1), ``samples-<key>/`` (stage 1b) and ``crops-<key>.pt`` (stage 2)."""
+    ``targets/`` (stage 1), ``samples-<key>/`` (stage 1b), ``crops-<key>.pt`` (stage 2) and, with
+    noise pairs, ``noise-<key>/`` (stage 1c: ``inputs/`` and their targets) and ``noise-crops-<key>.pt``."""
 
     folder: Path
     targets: Path
     samples: Path
     crops: Path
+    noise: Path | None = None
+    noise_crops: Path | None = None
 
     @classmethod
     def at(cls, outdir: Path, keys: dict[str, str]) -> StageCache:
         """The cache of the stages with :func:`cache_keys` ``keys`` under ``outdir``."""
         folder = outdir / "cache" / keys["mdan"]
+        noise = folder / f"noise-{keys['noise']}" if "noise" in keys else None
+        noise_crops = folder / f"noise-crops-{keys['noise_crops']}.pt" if "noise_crops" in keys else None
         return cls(folder, folder / "targets", folder / f"samples-{keys['samples']}",
-                   folder / f"crops-{keys['crops']}.pt")
+                   folder / f"crops-{keys['crops']}.pt", noise, noise_crops)
 
     def done(self, cfg: ExperimentConfig, paths: Paths) -> dict[str, bool]:
         """Which stages are already cached: ``mdan``, ``samples`` (also true when there are none
-        to run), ``crops``."""
+        to run), ``crops``, ``noise`` and ``noise_crops`` (true without noise pairs)."""
         return {"mdan": (self.targets / "DONE.json").is_file(),
                 "samples": not (cfg.sample_mdan and paths.samples) or (self.samples / "DONE.json").is_file(),
-                "crops": self.crops.is_file()}
+                "crops": self.crops.is_file(),
+                "noise": self.noise is None or (self.noise / "DONE.json").is_file(),
+                "noise_crops": self.noise_crops is None or self.noise_crops.is_file()}
 
 
 # ----------------------------------------------------------------------------- timings
@@ -119,7 +135,7 @@ class Clock:
         return {"seconds": time.perf_counter() - self.wall, "cpu_seconds": time.process_time() - self.cpu}
 
 
-STAGES = ("mdan", "mdan_samples", "crops", "features", "train", "release")
+STAGES = ("mdan", "mdan_samples", "mdan_noise", "crops", "noise_crops", "features", "train", "release")
 TIMINGS = "timings.json"  # in the run folder: what each stage cost (write_timings)
 
 
@@ -225,16 +241,66 @@ def stage_sample_mdan(cfg: ExperimentConfig, paths: Paths, targets: Path, folder
         return _done_times(folder / "DONE.json")
     clock = Clock()
     io.check_writable(folder)
-    d_path = _d_file(folder, d)
-    if not d_path.is_file():
-        source = _d_file(targets, d)
-        with io.atomic_write(d_path) as f:
-            f.write((source if source.is_file() else targets / "mdan_D.pt").read_bytes())
+    d_path = _carry_d(targets, folder, d)
     mdan = _mdan_engine(cfg, paths, device)
     run_batch(mdan, paths.samples[d.rank :: d.world], folder, cfg.sample_size, cfg.mdan.iterations, d_path=d_path,
               progress=progress and d.main)
     times = clock.read()
     _finish_stage(folder, d, {"photos": len(paths.samples), "ranks": d.world, **times})
+    return times
+
+
+def _carry_d(targets: Path, folder: Path, d: distributed.Dist) -> Path:
+    """This rank's D file in ``folder``, first copied from its stage-1 D in ``targets`` (rank 0's
+    if it has none), so a later stage starts where stage 1 left D and stage 1's file is untouched."""
+    d_path = _d_file(folder, d)
+    if not d_path.is_file():
+        source = _d_file(targets, d)
+        with io.atomic_write(d_path) as f:
+            f.write((source if source.is_file() else targets / "mdan_D.pt").read_bytes())
+    return d_path
+
+
+def noise_images(cfg: ExperimentConfig, folder: Path) -> list[Path]:
+    """The noise pairs' inputs: ``cfg.noise.count`` Perlin images ``[1, 3, size, size]`` (seeds
+    ``seed``, ``seed + 1``, ...) as PNGs in ``folder`` (written if missing), so MDAN and the
+    crops read the same 8-bit pixels; returns their paths."""
+    from mgan.noise import perlin  # noqa: PLC0415
+
+    n = cfg.noise
+    paths = [folder / f"perlin-{n.seed + i:05d}.png" for i in range(n.count)]
+    for i, p in enumerate(paths):
+        if not p.is_file():
+            img = perlin(n.size, n.size, seed=n.seed + i, octaves=n.octaves, persistence=n.persistence, scale=n.scale)
+            io.save_image(img, p)
+    return paths
+
+
+def stage_noise(cfg: ExperimentConfig, paths: Paths, targets: Path, folder: Path, device: torch.device,
+                progress: bool = True, d: distributed.Dist | None = None) -> dict[str, float]:
+    """Stage 1c (noise pairs, ``noise.count > 0``): guided MDAN targets of the Perlin images of
+    :func:`noise_images` (in ``folder/inputs``) into ``folder``, D carried on from stage 1 (it has
+    learnt the painting's patches on 100 photos) as the sample stage does; resumable like stage 1.
+    Returns the stage's wall and CPU seconds."""
+    from mgan.mdan import run_batch  # noqa: PLC0415
+
+    d = d or distributed.Dist()
+    if not cfg.noise.count:
+        return {}
+    if (folder / "DONE.json").is_file():
+        return _done_times(folder / "DONE.json")
+    clock = Clock()
+    io.check_writable(folder / "inputs")
+    if d.main:
+        noise_images(cfg, folder / "inputs")
+    distributed.barrier(d)
+    images = noise_images(cfg, folder / "inputs")  # the paths (all written by now)
+    d_path = _carry_d(targets, folder, d)
+    mdan = _mdan_engine(cfg, paths, device)
+    run_batch(mdan, images[d.rank :: d.world], folder, cfg.noise.size, cfg.mdan.iterations, d_path=d_path,
+              progress=progress and d.main)
+    times = clock.read()
+    _finish_stage(folder, d, {"images": len(images), "ranks": d.world, **times})
     return times
 
 
@@ -257,8 +323,29 @@ def _pairs(cfg: ExperimentConfig, paths: Paths, targets: Path) -> Iterator[tuple
         yield p.name, photo, target
 
 
+def _noise_pairs(cfg: ExperimentConfig, folder: Path) -> Iterator[tuple[str, Tensor, Tensor]]:
+    for p in noise_images(cfg, folder / "inputs"):
+        noise = io.load_image(p)
+        target = io.load_image(folder / p.name)
+        if target.shape != noise.shape:
+            raise InputError(f"MDAN output {folder / p.name} is {tuple(target.shape[-2:])}, its noise image "
+                             f"{tuple(noise.shape[-2:])}; delete the cache folder {folder}")
+        yield p.name, noise, target
+
+
 def stage_crops(cfg: ExperimentConfig, paths: Paths, targets: Path, path: Path) -> tuple[CropSet, dict[str, float]]:
     """Stage 2: paired crops (built once, then loaded from ``path``); returns ``(crops, build times)``."""
+    return _crop_stage(cfg, lambda: _pairs(cfg, paths, targets), path)
+
+
+def stage_noise_crops(cfg: ExperimentConfig, folder: Path, path: Path) -> tuple[CropSet, dict[str, float]]:
+    """Stage 2b: paired crops of the noise images and their MDAN targets in ``folder`` (stage 1c),
+    with the photos' crop options; built once, then loaded from ``path``."""
+    return _crop_stage(cfg, lambda: _noise_pairs(cfg, folder), path)
+
+
+def _crop_stage(cfg: ExperimentConfig, pairs: Callable[[], Iterator[tuple[str, Tensor, Tensor]]],
+                path: Path) -> tuple[CropSet, dict[str, float]]:
     clock = Clock()
     if path.is_file():
         state = io.load_checkpoint(path)
@@ -268,7 +355,7 @@ def stage_crops(cfg: ExperimentConfig, paths: Paths, targets: Path, path: Path) 
         except (ValueError, KeyError) as exc:
             raise InputError(f"{path}: {exc}; delete it to rebuild") from None
     c = cfg.crops
-    crops = build_crop_set(_pairs(cfg, paths, targets), c.size, c.stride, augmentations(c.angles, c.scales, c.flip))
+    crops = build_crop_set(pairs(), c.size, c.stride, augmentations(c.angles, c.scales, c.flip))
     times = clock.read()
     with io.atomic_write(path) as f:  # streamed: the crops can be GBs, no second copy in memory
         torch.save({**crops.state_dict(), **times}, f)
@@ -294,6 +381,14 @@ def estimate_crops(cfg: ExperimentConfig, paths: Paths) -> int:
     return total
 
 
+def estimate_noise_crops(cfg: ExperimentConfig) -> int:
+    """Number of crops stage 2b will make of the noise images (0 without noise pairs)."""
+    c, n = cfg.crops, cfg.noise
+    per_image = sum(len(crop_grid(max(1, round(n.size * s)), max(1, round(n.size * s)), c.size, c.stride))
+                    for _, s, _ in augmentations(c.angles, c.scales, c.flip))
+    return n.count * per_image
+
+
 def estimate_disk_bytes(cfg: ExperimentConfig, paths: Paths, n_crops: int, stages_done: dict[str, bool]) -> int:
     """Bytes the stages still to run will write (an upper bound, for the check before work starts).
 
@@ -309,6 +404,10 @@ def estimate_disk_bytes(cfg: ExperimentConfig, paths: Paths, n_crops: int, stage
         need += len(paths.samples) * cfg.sample_size * cfg.sample_size * 3
     if not stages_done.get("crops"):
         need += n_crops * 2 * 3 * cfg.crops.size**2
+    if not stages_done.get("noise", True):  # the images and their targets, then their crops
+        need += cfg.noise.count * 2 * 3 * cfg.noise.size**2
+    if not stages_done.get("noise_crops", True):
+        need += estimate_noise_crops(cfg) * 2 * 3 * cfg.crops.size**2
     g = sum(p.numel() for p in Generator(cfg.model).parameters())
     t = cfg.train
     d = sum(p.numel() for p in MGANDiscriminator(vgg.channels(t.d_layer), tuple(t.d_hidden), t.d_ring).parameters())

@@ -63,6 +63,9 @@ class Trainer:
       [+ feature_weight * MSE(phi_f(y), phi_f(target))]
       [+ gram_weight * sum_l ||Gram(phi_l(y)) - Gram(phi_l(target))||^2 / ||Gram(phi_l(target))||^2]``
 
+    With noise pairs (``cfg.noise``, ``noise`` the crops of stage 2b) a batch also holds
+    ``noise.per_batch`` noise crops from step ``noise.start_step`` on, under the same losses.
+
     The data order of epoch ``e`` is :func:`mgan.data.epoch_order` ``(K, seed, e)``; the
     checkpoint holds G, D, both Adam states, the step and the RNG state, so a resumed run
     continues bit-exactly (fp32, same machine).
@@ -74,7 +77,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: ExperimentConfig, crops: CropSet, device: torch.device | str = "cpu",
-                 progress: bool = True, dist: distributed.Dist | None = None) -> None:
+                 progress: bool = True, dist: distributed.Dist | None = None, noise: CropSet | None = None) -> None:
         t = cfg.train
         self.cfg, self.crops, self.device, self.progress = cfg, crops, torch.device(device), progress
         self.dist = dist or distributed.Dist()
@@ -84,6 +87,19 @@ class Trainer:
         if len(crops) < self.global_batch:
             raise InputError(f"only {len(crops)} crops, fewer than one batch of {self.global_batch}; "
                                 "use more or larger photos or a smaller train.batch")
+        # noise pairs (cfg.noise): crop indices len(crops) .. len(crops) + len(noise) - 1 are theirs
+        self.noise = noise if cfg.noise.count else None
+        if cfg.noise.count and noise is None:
+            raise InputError("noise.count is set but no noise crops were given (stage 2b)")
+        if self.noise is not None:
+            if self.noise.size != crops.size:
+                raise InputError(f"noise crops are {self.noise.size}px, the photo crops {crops.size}px")
+            if len(self.noise) < cfg.noise.per_batch * self.dist.world:
+                raise InputError(f"only {len(self.noise)} noise crops, fewer than one batch of "
+                                 f"{cfg.noise.per_batch * self.dist.world}; use more noise images or a smaller "
+                                 "noise.per_batch")
+        self.n_photo = len(crops)
+        self.n_crops = self.n_photo + (len(self.noise) if self.noise is not None else 0)
         self.precision = prec.resolve(t.precision, self.device)  # "auto" -> "bf16" / "fp32"
         self.bf16 = self.precision == "bf16"
         self.fmt = torch.channels_last if t.channels_last else torch.contiguous_format
@@ -122,6 +138,7 @@ class Trainer:
         self.cache_in: Tensor | None = None
         self.cache_real: dict[str, Tensor] = {}
         self._order: tuple[int, Tensor] | None = None
+        self._noise_order: tuple[int, Tensor] | None = None
 
     # -- data
 
@@ -131,9 +148,24 @@ class Trainer:
     def _encode(self, x: Tensor, layers: list[str]) -> dict[str, Tensor]:
         return self.encoder(x.to(self.device).contiguous(memory_format=self.fmt), layers)
 
+    def crop_batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Crops ``idx`` (photo crops, then noise crops from index ``n_photo``) as float
+        ``([B, 3, S, S], [B, 3, S, S])`` in ``[0, 1]`` (G's input image, target), in ``idx``'s order."""
+        if self.noise is None:
+            return self.crops.batch(idx)
+        is_noise = idx >= self.n_photo
+        if not is_noise.any():
+            return self.crops.batch(idx)
+        s = self.crops.size
+        photo, target = torch.empty(len(idx), 3, s, s), torch.empty(len(idx), 3, s, s)
+        for mask, crops, offset in ((~is_noise, self.crops, 0), (is_noise, self.noise, self.n_photo)):
+            if mask.any():
+                photo[mask], target[mask] = crops.batch(idx[mask] - offset)
+        return photo, target
+
     def cache_bytes(self) -> tuple[int, int]:
         """Bytes needed to cache G's input features and D's real features of all crops."""
-        k, s = len(self.crops), self.crops.size
+        k, s = self.n_crops, self.crops.size
         itemsize = 2 if self.bf16 else 4
         per_in = vgg.channels(self.in_layer) * (s // layer_scale(self.in_layer)) ** 2
         per_real = sum(vgg.channels(n) * (s // layer_scale(n)) ** 2 for n in self.real_layers)
@@ -152,12 +184,12 @@ class Trainer:
         from tqdm import tqdm  # noqa: PLC0415
 
         clock = Clock()
-        k = len(self.crops)
+        k = self.n_crops
         ins, reals = [], {n: [] for n in self.real_layers}
         for i in tqdm(range(0, k, chunk), desc="feature cache", disable=not self.progress, leave=False,
                       dynamic_ncols=True, file=sys.stderr):
             idx = torch.arange(i, min(k, i + chunk))
-            photo, target = self.crops.batch(idx)
+            photo, target = self.crop_batch(idx)
             ins.append(self._encode(photo, [self.in_layer])[self.in_layer].contiguous())
             if want_real:
                 f = self._encode(target, self.real_layers)
@@ -170,13 +202,26 @@ class Trainer:
 
     def batch_indices(self, step: int) -> Tensor:
         """This rank's crop indices of step ``step``: slice ``step % steps_per_epoch`` of epoch
-        ``step // steps_per_epoch``'s order is the global batch, and rank ``r`` takes its ``r``-th part."""
+        ``step // steps_per_epoch``'s order is the global batch, and rank ``r`` takes its ``r``-th part.
+
+        With noise pairs, from step ``noise.start_step`` on, ``noise.per_batch`` noise crop
+        indices (``>= n_photo``) follow, walked the same way through their own epochs (which
+        count from ``start_step``), so the photo crops of a step do not depend on the noise."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         if self._order is None or self._order[0] != epoch:
-            self._order = (epoch, epoch_order(len(self.crops), self.cfg.train.seed, epoch))
+            self._order = (epoch, epoch_order(self.n_photo, self.cfg.train.seed, epoch))
         b = self.cfg.train.batch
         start = pos * self.global_batch + self.dist.rank * b
-        return self._order[1][start : start + b]
+        idx = self._order[1][start : start + b]
+        nz = self.cfg.noise
+        if self.noise is None or step < nz.start_step:
+            return idx
+        nb, world = nz.per_batch, self.dist.world
+        epoch, pos = divmod(step - nz.start_step, len(self.noise) // (nb * world))
+        if self._noise_order is None or self._noise_order[0] != epoch:
+            self._noise_order = (epoch, epoch_order(len(self.noise), self.cfg.train.seed, epoch))
+        start = pos * nb * world + self.dist.rank * nb
+        return torch.cat([idx, self.n_photo + self._noise_order[1][start : start + nb]])
 
     # -- one step
 
@@ -184,7 +229,7 @@ class Trainer:
         """One D step and one G step on crops ``idx``; returns the losses and mean D scores
         (averaged over the ranks)."""
         t = self.cfg.train
-        photo, target = self.crops.batch(idx)
+        photo, target = self.crop_batch(idx)
         target = target.to(self.device)
         with torch.no_grad():
             if self.cache_in is not None:
@@ -268,7 +313,8 @@ class Trainer:
             "epoch": self.step // self.steps_per_epoch,
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
-            "num_crops": len(self.crops),
+            "num_crops": self.n_photo,
+            "num_noise_crops": self.n_crops - self.n_photo,
             "world_size": self.dist.world,
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
@@ -286,6 +332,10 @@ class Trainer:
             raise InputError(f"checkpoint was trained on {state['num_crops']} crops / {state['steps_per_epoch']} "
                                 f"steps per epoch, this run has {len(self.crops)} / {self.steps_per_epoch} "
                                 "(resume with the same crops and the same global batch, processes x train.batch)")
+        n_noise = self.n_crops - self.n_photo
+        if state.get("num_noise_crops", 0) != n_noise:  # checkpoints from before noise pairs: none
+            raise InputError(f"checkpoint was trained with {state.get('num_noise_crops', 0)} noise crops, "
+                             f"this run has {n_noise} (resume with the same noise options)")
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
