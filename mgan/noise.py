@@ -286,7 +286,8 @@ def decode_scale(kind: str, model: str | os.PathLike | None = None) -> float:
 
 
 def _trained_noise_scale(path: Path) -> float | None:
-    """``noise.scale`` of the experiment in a release's metadata if it trained on noise pairs, else
+    """``noise.scale`` of the experiment in a release's metadata if it trained on noise pairs (past
+    ``noise.start_step``), else
     None (also for a file that is not a readable release: loading it reports that clearly)."""
     import json  # noqa: PLC0415
 
@@ -296,7 +297,9 @@ def _trained_noise_scale(path: Path) -> float | None:
         with safe_open(str(path), framework="pt") as f:  # the header only, not the weights
             extra = json.loads((f.metadata() or {}).get("extra", "{}"))
         noise = extra.get("experiment", {}).get("noise", {})
-        return float(noise["scale"]) if noise.get("count") and float(noise["scale"]) > 0 else None
+        # a release of a step at or before start_step (a snapshot) never saw the noise
+        trained = noise.get("count") and int(extra.get("steps", 0)) > int(noise.get("start_step", 0))
+        return float(noise["scale"]) if trained and float(noise["scale"]) > 0 else None
     except (SafetensorError, OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 

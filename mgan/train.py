@@ -189,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
     timings: dict[str, dict[str, float]] = {}
     _make_targets(job, timings)  # stage 1
     if args.stop_after == "mdan":
-        job.say(f"MDAN targets in {job.cache.targets}")
+        job.say(f"MDAN targets in {job.cache.targets}" + (f" and {job.cache.noise}" if job.cache.noise else ""))
         return 0
     crops, noise = _make_crops(job, timings)  # stage 2
     if args.stop_after == "crops":
@@ -261,6 +261,10 @@ def _setup(args: argparse.Namespace, cfg: ExperimentConfig, config_path: Path) -
     say = functools.partial(print, file=sys.stderr) if d.main else (lambda *a, **k: None)  # noqa: ARG005
     asked = {"train": cfg.train.precision, "mdan": cfg.mdan.precision}
     cfg = resolve_precision(cfg, device)
+    n = cfg.noise
+    if n.count and estimate_noise_crops(cfg) < n.per_batch * d.world:  # before hours of MDAN, not after
+        raise InputError(f"noise pairs: {n.count} images of {n.size} px make {estimate_noise_crops(cfg)} crops, "
+                         f"fewer than one batch of {n.per_batch * d.world}; raise noise.count or lower noise.per_batch")
     cache = StageCache.at(args.outdir, cache_keys(cfg, paths))
     return _Job(args, cfg, paths, device, d, cache, not args.no_progress and d.main, say), asked
 
@@ -313,7 +317,8 @@ def _print_plan(job: _Job, resume: _Resume) -> int:
         where = f"start afresh in {resume.run_dir}, which has no checkpoint yet"
     else:
         where = f"new run folder in {job.args.outdir}/"
-    print(f"# stage 3 training: {steps} steps of {cfg.train.batch} crops ({where})")
+    noise = f" (+ {cfg.noise.per_batch} noise crops from step {cfg.noise.start_step})" if cfg.noise.count else ""
+    print(f"# stage 3 training: {steps} steps of {cfg.train.batch} crops{noise} ({where})")
     return 0
 
 

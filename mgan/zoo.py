@@ -204,8 +204,17 @@ def config_summary(experiment: dict[str, Any]) -> dict[str, Any]:
         "lr": train.get("lr"),
         "losses": f"pixel {train.get('pixel_weight')} + adversarial {train.get('adv_weight')}",
         "precision": train.get("precision"),
+        "noise_pairs": _noise_pairs(experiment.get("noise") or {}),
     }
     return scrub_paths({k: v for k, v in summary.items() if v is not None})
+
+
+def _noise_pairs(noise: dict[str, Any]) -> str | None:
+    """The card's line for noise pairs (mgan.training.config.NoiseConfig), None without them."""
+    if not noise.get("count"):
+        return None
+    return (f"{noise['count']} Perlin images of {noise.get('size')} px at {noise.get('scale'):g} px scale, "
+            f"{noise.get('per_batch')} crops a step from step {noise.get('start_step')}")
 
 
 def training_card(experiment: dict[str, Any], photos: int, steps: int, wall_time_s: float | None,

@@ -105,9 +105,13 @@ def test_torchrun_two_processes_equal_one_process_with_twice_the_batch(tmp_path)
     # maps: the MDAN of then.
     common = ["--outdir", str(out), "--no-progress", "--set", "mdan.guided_init=photo",
               "--set", "mdan.postprocess=stretch", "--set", "mdan.tv_weight=30", "--set", "mdan.content_weight=2e-3",
-              "--set", "mdan.d_input=maps"]
+              "--set", "mdan.d_input=maps",
+              # noise pairs from step 2 on: 2 ranks x 2 noise crops a step = 1 process x 4
+              "--set", "noise.count=2", "--set", "noise.size=64", "--set", "noise.scale=32",
+              "--set", "noise.start_step=2"]
     # 2 ranks x 4 crops, from scratch: MDAN sharded (p0, p2 on rank 0; p1 on rank 1), crops, training, release
-    torchrun(["-m", "mgan.train", str(cfg), *common, "--set", "train.batch=4"], cwd=tmp_path)
+    torchrun(["-m", "mgan.train", str(cfg), *common, "--set", "train.batch=4", "--set", "noise.per_batch=2"],
+             cwd=tmp_path)
     cache = next((out / "cache").iterdir())
     targets = cache / "targets"
     assert sorted(p.name for p in targets.glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
@@ -115,13 +119,17 @@ def test_torchrun_two_processes_equal_one_process_with_twice_the_batch(tmp_path)
     d0, d1 = (io.load_checkpoint(targets / f) for f in ("mdan_D.pt", "mdan_D.rank1.pt"))
     assert d0["done"] == ["warmup:w0.png", "p0.png", "p2.png"] and d1["done"] == ["warmup:w0.png", "p1.png"]
     assert json.loads((targets / "DONE.json").read_text())["ranks"] == 2
+    noise = next(p for p in cache.glob("noise-*") if p.is_dir())  # the noise images, one on each rank
+    assert (noise / "mdan_D.pt").is_file() and (noise / "mdan_D.rank1.pt").is_file()
+    assert json.loads((noise / "DONE.json").read_text())["ranks"] == 2
+    assert io.load_checkpoint(noise / "mdan_D.rank1.pt")["done"][-1] == "perlin-00201.png"
     samples = next(cache.glob("samples-*"))
     assert sorted(p.name for p in samples.glob("*.png")) == ["t0.png", "t1.png"]
     ddp = out / "00000-tiny"
     assert (ddp / "generator.safetensors").is_file() and (ddp / "decoded" / "t0.png").is_file()
 
     # 1 process x 8 crops on the same (cached) crops
-    assert main([str(cfg), *common, "--resume", "never", "--threads", "1"]) == 0
+    assert main([str(cfg), *common, "--set", "noise.per_batch=4", "--resume", "never", "--threads", "1"]) == 0
     one = out / "00001-tiny"
     rows = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (ddp, one)]
     assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]] == [1, 2, 3, 4]
@@ -160,5 +168,5 @@ def test_torchrun_two_processes_equal_one_process_with_twice_the_batch(tmp_path)
 
     # a checkpoint of 2 x 4 resumes in 1 x 8 (same global batch, same data order)
     assert main(["--resume", str(ddp / "checkpoint-latest.pt"), *common, "--set", "train.max_steps=6",
-                 "--set", "train.batch=8", "--threads", "1"]) == 0
+                 "--set", "train.batch=8", "--set", "noise.per_batch=4", "--threads", "1"]) == 0
     assert io.load_checkpoint(ddp / "checkpoint-latest.pt")["step"] == 6

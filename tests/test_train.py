@@ -162,6 +162,10 @@ def test_noise_pairs_end_to_end_with_exact_resume(tmp_path, capsys):
     assert main([str(cfg), "--dry-run", *common]) == 0
     plan = capsys.readouterr().out
     assert "stage 1c MDAN of 2 Perlin images (64 px, scale 32 px): to do" in plan and "stage 2b noise crops" in plan
+    assert "(+ 4 noise crops from step 2)" in plan
+    # too few noise crops for a batch: one line before any work
+    assert main([str(cfg), *common, "--set", "noise.per_batch=999"]) == 2
+    assert "fewer than one batch of 999" in capsys.readouterr().err and not out.exists()
     assert main([str(cfg), *common, "--stop-after", "mdan"]) == 0
     (cache,) = (out / "cache").glob("*")
     d1 = (cache / "targets" / "mdan_D.pt").read_bytes()
@@ -178,12 +182,17 @@ def test_noise_pairs_end_to_end_with_exact_resume(tmp_path, capsys):
     from mgan.noise import decode_scale  # the release decodes noise at the scale it was trained on
 
     assert decode_scale("perlin", full / "generator.safetensors") == 32.0
+    from mgan import zoo
+
+    assert zoo.read_card(full / "generator.safetensors")["config"]["noise_pairs"] == (
+        "2 Perlin images of 64 px at 32 px scale, 4 crops a step from step 2")
     assert decode_scale("perlin", tmp_path / "nope.safetensors") == 64.0  # unreadable: the general default
     state = io.load_checkpoint(full / "checkpoint-latest.pt")
     assert state["num_noise_crops"] > 0 and state["step"] == 4
     # 1 step, then resume to 4: crosses start_step, bit for bit
     assert main([str(cfg), *common, "--set", "train.max_steps=1"]) == 0
     half = _latest(out, 1)
+    assert decode_scale("perlin", half / "generator.safetensors") == 64.0  # released before any noise crop
     assert main(["--resume", str(half), "--outdir", str(out), "--no-progress", "--threads", "2",
                  "--set", "train.max_steps=4"]) == 0
     b = io.load_checkpoint(half / "checkpoint-latest.pt")

@@ -162,10 +162,15 @@ def test_a_step_with_noise_crops_trains_on_them_too():
         y = copy.deepcopy(tr.G)(tr.encoder(photo)["relu4_1"])
     out = tr.train_step(idx)
     assert len(idx) == 6 and out["loss_pix"] == pytest.approx(F.mse_loss(y, target * 2 - 1).item(), rel=1e-4)
-    cached = Trainer(_tiny_cfg(noise_cfg, adv_weight=0.0, feature_cache_mb=64), crops, progress=False, noise=noise)
+    # with D: the cached real relu3_1 features of the noise crops give the uncached step
+    cached = Trainer(_tiny_cfg(noise_cfg, feature_cache_mb=64), crops, progress=False, noise=noise)
+    plain = Trainer(_tiny_cfg(noise_cfg), crops, progress=False, noise=noise)
     cached.build_feature_cache()
-    assert cached.cache_in.shape[0] == 12
-    assert cached.train_step(idx)["loss_pix"] == pytest.approx(out["loss_pix"], rel=1e-4)
+    assert cached.cache_in.shape[0] == cached.cache_real["relu3_1"].shape[0] == 12
+    ra, rb = cached.train_step(idx), plain.train_step(idx)
+    assert ra["loss_pix"] == pytest.approx(out["loss_pix"], rel=1e-4)
+    for k in ("loss_d", "loss_adv", "loss_g"):
+        assert ra[k] == pytest.approx(rb[k], rel=1e-4, abs=1e-6), k
     with pytest.raises(InputError, match="no noise crops were given"):
         Trainer(_tiny_cfg(noise_cfg), crops, progress=False)
     with pytest.raises(InputError, match="only 4 noise crops, fewer than one batch of 5"):
@@ -180,7 +185,7 @@ def test_checkpoint_dict_keeps_its_format():
     tr = Trainer(_tiny_cfg(), _random_crops(), progress=False)
     state = tr.state_dict()
     assert set(state) == {"format", "step", "epoch", "steps_per_epoch", "total_steps", "num_crops", "num_noise_crops",
-                          "world_size", "G", "D", "opt_g", "opt_d", "rng", "config"}
+                          "noise_schedule", "world_size", "G", "D", "opt_g", "opt_d", "rng", "config"}
     assert state["format"] == CHECKPOINT_FORMAT == "mgan-train-v1"
     tr.train_step(tr.batch_indices(0))
     tr.step = 1
@@ -191,11 +196,23 @@ def test_checkpoint_dict_keeps_its_format():
         other.load_state_dict({**state, "format": "x"})
     with pytest.raises(InputError, match="trained on 8 crops"):
         Trainer(_tiny_cfg(), _random_crops(k=12), progress=False).load_state_dict(state)
-    old = {k: v for k, v in state.items() if k != "num_noise_crops"}  # a checkpoint of before noise pairs
+
+    def noisy(**noise):
+        return Trainer(_tiny_cfg(NoiseConfig(count=1, **{"per_batch": 2, **noise})), _random_crops(), progress=False,
+                       noise=_random_crops(k=4))
+
+    old = {k: v for k, v in tr.state_dict().items() if k not in ("num_noise_crops", "noise_schedule")}  # before noise
     other.load_state_dict(old)
-    with pytest.raises(InputError, match="trained with 0 noise crops, this run has 4"):
-        Trainer(_tiny_cfg(NoiseConfig(count=1, per_batch=2)), _random_crops(), progress=False,
-                noise=_random_crops(k=4)).load_state_dict(old)
+    noisy(start_step=1).load_state_dict(old)  # step 1: no noise crop has been used yet, so it may go on with them
+    with pytest.raises(InputError, match="step 1 was trained with 0 noise crops, 0 a step from step 0; this run "
+                                         "has 4, 2 from 0"):
+        noisy().load_state_dict(old)
+    a = noisy()
+    a.train_step(a.batch_indices(0))
+    a.step = 1
+    noisy().load_state_dict(a.state_dict())
+    with pytest.raises(InputError, match="this run has 4, 3 from 0"):  # the noise batches would change
+        noisy(per_batch=3).load_state_dict(a.state_dict())
 
 
 # --------------------------------------------------------------------------- samples and release

@@ -42,6 +42,7 @@ def test_config_defaults_are_the_papers():
     (["noise.per_batch=0"], "noise.per_batch: must be >= 1"),
     (["noise.start_step=-1"], "noise.start_step: must be >= 0"),
     (["noise.count=2", "noise.size=64"], "noise.size (64) is smaller than crops.size (128)"),
+    (["noise.count=2", "noise.size=64", "crops.size=64", "mdan.patch_size=20"], "noise.size (64) is below mdan.min_side (80)"),
 ])
 def test_impossible_values_name_the_key(overrides, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):

@@ -168,7 +168,9 @@ def test_disk_estimate_and_check(tmp_path, monkeypatch):
     assert stages.estimate_noise_crops(noise) == 3 * 6 * (9 + 9 + 16) and stages.estimate_noise_crops(cfg) == 0
     done = {"mdan": True, "samples": True, "crops": True}
     assert (stages.estimate_disk_bytes(noise, paths, 1000, {**done, "noise": False, "noise_crops": False})
-            - stages.estimate_disk_bytes(noise, paths, 1000, done)) == 3 * 2 * 3 * 256**2 + 612 * 2 * 3 * 128**2
+            - stages.estimate_disk_bytes(noise, paths, 1000, {**done, "noise": True, "noise_crops": True})
+            ) == 3 * 2 * 3 * 256**2 + 612 * 2 * 3 * 128**2
+    assert stages.estimate_disk_bytes(noise, paths, 1000, done) > stages.estimate_disk_bytes(cfg, paths, 1000, done)
     monkeypatch.setattr(stages.shutil, "disk_usage", lambda path: SimpleNamespace(free=2**20))
     stages.check_disk_space(tmp_path, 2**19)
     with pytest.raises(InputError, match="needs about 2 MB, 1 MB are free"):

@@ -224,6 +224,8 @@ class ExperimentConfig:
             raise ConfigError(f"mdan.size ({self.mdan.size}) is smaller than crops.size ({self.crops.size}): no crops")
         if self.noise.count and self.noise.size < self.crops.size:
             raise ConfigError(f"noise.size ({self.noise.size}) is smaller than crops.size ({self.crops.size}): no crops")
+        if self.noise.count and self.noise.size < self.mdan.min_side:
+            raise ConfigError(f"noise.size ({self.noise.size}) is below mdan.min_side ({self.mdan.min_side})")
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None,

@@ -280,7 +280,7 @@ def stage_noise(cfg: ExperimentConfig, paths: Paths, targets: Path, folder: Path
                 progress: bool = True, d: distributed.Dist | None = None) -> dict[str, float]:
     """Stage 1c (noise pairs, ``noise.count > 0``): guided MDAN targets of the Perlin images of
     :func:`noise_images` (in ``folder/inputs``) into ``folder``, D carried on from stage 1 (it has
-    learnt the painting's patches on 100 photos) as the sample stage does; resumable like stage 1.
+    learnt the painting's patches on the training photos) as the sample stage does; resumable like stage 1.
     Returns the stage's wall and CPU seconds."""
     from mgan.mdan import run_batch  # noqa: PLC0415
 
@@ -404,9 +404,9 @@ def estimate_disk_bytes(cfg: ExperimentConfig, paths: Paths, n_crops: int, stage
         need += len(paths.samples) * cfg.sample_size * cfg.sample_size * 3
     if not stages_done.get("crops"):
         need += n_crops * 2 * 3 * cfg.crops.size**2
-    if not stages_done.get("noise", True):  # the images and their targets, then their crops
+    if not stages_done.get("noise", not cfg.noise.count):  # the images and their targets, then their crops
         need += cfg.noise.count * 2 * 3 * cfg.noise.size**2
-    if not stages_done.get("noise_crops", True):
+    if not stages_done.get("noise_crops", not cfg.noise.count):
         need += estimate_noise_crops(cfg) * 2 * 3 * cfg.crops.size**2
     g = sum(p.numel() for p in Generator(cfg.model).parameters())
     t = cfg.train

@@ -148,6 +148,13 @@ class Trainer:
     def _encode(self, x: Tensor, layers: list[str]) -> dict[str, Tensor]:
         return self.encoder(x.to(self.device).contiguous(memory_format=self.fmt), layers)
 
+    def _noise_schedule(self) -> tuple[int, int, int]:
+        """``(noise crops, noise crops per global step, first step with them)``; zeros without noise."""
+        if self.noise is None:
+            return (0, 0, 0)
+        nz = self.cfg.noise
+        return (len(self.noise), nz.per_batch * self.dist.world, nz.start_step)
+
     def crop_batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """Crops ``idx`` (photo crops, then noise crops from index ``n_photo``) as float
         ``([B, 3, S, S], [B, 3, S, S])`` in ``[0, 1]`` (G's input image, target), in ``idx``'s order."""
@@ -315,6 +322,7 @@ class Trainer:
             "total_steps": self.total_steps,
             "num_crops": self.n_photo,
             "num_noise_crops": self.n_crops - self.n_photo,
+            "noise_schedule": list(self._noise_schedule()),
             "world_size": self.dist.world,
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
@@ -332,10 +340,15 @@ class Trainer:
             raise InputError(f"checkpoint was trained on {state['num_crops']} crops / {state['steps_per_epoch']} "
                                 f"steps per epoch, this run has {len(self.crops)} / {self.steps_per_epoch} "
                                 "(resume with the same crops and the same global batch, processes x train.batch)")
-        n_noise = self.n_crops - self.n_photo
-        if state.get("num_noise_crops", 0) != n_noise:  # checkpoints from before noise pairs: none
-            raise InputError(f"checkpoint was trained with {state.get('num_noise_crops', 0)} noise crops, "
-                             f"this run has {n_noise} (resume with the same noise options)")
+        # The noise crops' schedule must agree once either run has used them; a checkpoint of a
+        # step before any noise (a photo-only run, or one before noise.start_step) can go on with it.
+        step = int(state["step"])
+        theirs = tuple(state.get("noise_schedule", (state.get("num_noise_crops", 0), 0, 0)))
+        ours = self._noise_schedule()
+        if theirs != ours and (theirs[0] and step > theirs[2] or ours[0] and step > ours[2]):
+            raise InputError(f"checkpoint of step {step} was trained with {theirs[0]} noise crops, "
+                             f"{theirs[1]} a step from step {theirs[2]}; this run has {ours[0]}, {ours[1]} from "
+                             f"{ours[2]} (resume with the same noise options and processes x noise.per_batch)")
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
