@@ -162,7 +162,7 @@ def test_train_release_round_trip_through_decode_with_resize(tmp_path):
         load_config(None, ["model.upsample=bilinear"], base={})
     torch.manual_seed(0)
     G = randomise_bn(Generator(cfg.model))
-    trainer = SimpleNamespace(cfg=cfg, G=G, step=3, crops=[0] * 5, bf16=False)
+    trainer = SimpleNamespace(cfg=cfg, G=G, step=3, crops=[0] * 5, n_photo=5, n_crops=5, bf16=False)
     style = io.save_image(smooth_image(9, 48, 64), tmp_path / "style.png")
     paths = SimpleNamespace(style=style, train=[Path("a.png")])
     path = release(trainer, tmp_path, paths, None, torch.device("cpu"))
