@@ -287,8 +287,8 @@ def decode_scale(kind: str, model: str | os.PathLike | None = None) -> float:
 
 def _trained_noise_scale(path: Path) -> float | None:
     """``noise.scale`` of the experiment in a release's metadata if it trained on noise pairs (past
-    ``noise.start_step``), else
-    None (also for a file that is not a readable release: loading it reports that clearly)."""
+    ``noise.start_step``), else None (also for a file that is not a readable release: loading it
+    reports that clearly)."""
     import json  # noqa: PLC0415
 
     from safetensors import SafetensorError, safe_open  # noqa: PLC0415
