@@ -127,9 +127,10 @@ class NoiseConfig:
     never saw noise features paints noise as its nearest photo, a field of small even strokes;
     with ``count`` Perlin images at the decoder's scale (:func:`mgan.noise.decode_scale`)
     through the same guided MDAN (D carried on from the photo targets), ``per_batch`` of their
-    crops beside each batch of photo crops from step ``start_step`` on, its Perlin decodes
-    move to the painting's large planes (docs/training.md, "Noise pairs"). Off (``count: 0``)
-    by default, as in the paper.
+    crops beside each batch of photo crops from step ``start_step`` on, G also fits targets of
+    noise. Continued from the bundled Picasso G this brought its Perlin decodes within 1.2x of
+    unguided MDAN's SWD; run from scratch it did not (docs/training.md, "Noise pairs" and
+    "Training G on noise as well"). Off (``count: 0``) by default, as in the paper.
     """
 
     count: int = 0  # Perlin images (0: no noise pairs); image i has seed `seed + i`
