@@ -261,9 +261,9 @@ def _setup(args: argparse.Namespace, cfg: ExperimentConfig, config_path: Path) -
     say = functools.partial(print, file=sys.stderr) if d.main else (lambda *a, **k: None)  # noqa: ARG005
     asked = {"train": cfg.train.precision, "mdan": cfg.mdan.precision}
     cfg = resolve_precision(cfg, device)
-    n = cfg.noise
-    if n.count and estimate_noise_crops(cfg) < n.per_batch * d.world:  # before hours of MDAN, not after
-        raise InputError(f"noise pairs: {n.count} images of {n.size} px make {estimate_noise_crops(cfg)} crops, "
+    n, n_crops = cfg.noise, estimate_noise_crops(cfg)
+    if n.count and n_crops < n.per_batch * d.world:  # before hours of MDAN, not after
+        raise InputError(f"noise pairs: {n.count} images of {n.size} px make {n_crops} crops, "
                          f"fewer than one batch of {n.per_batch * d.world}; raise noise.count or lower noise.per_batch")
     cache = StageCache.at(args.outdir, cache_keys(cfg, paths))
     return _Job(args, cfg, paths, device, d, cache, not args.no_progress and d.main, say), asked

@@ -313,24 +313,26 @@ def load_photo(path: Path, cfg: ExperimentConfig, size: int | None = None) -> Te
     return io.load_image(path, max_side=size or cfg.mdan.size, multiple=8, min_side=cfg.mdan.min_side)
 
 
+def _target_of(source: Tensor, target: Path, what: str, cache: Path) -> Tensor:
+    """The MDAN output ``target`` of ``source`` ``[1, 3, H, W]``; InputError if their sizes differ
+    (a cache from other inputs), naming the ``cache`` folder to delete."""
+    out = io.load_image(target)
+    if out.shape != source.shape:
+        raise InputError(f"MDAN output {target} is {tuple(out.shape[-2:])}, {what} {tuple(source.shape[-2:])}; "
+                         f"delete the cache folder {cache}")
+    return out
+
+
 def _pairs(cfg: ExperimentConfig, paths: Paths, targets: Path) -> Iterator[tuple[str, Tensor, Tensor]]:
     for p in paths.train:
         photo = load_photo(p, cfg)
-        target = io.load_image(targets / f"{p.stem}.png")
-        if target.shape != photo.shape:
-            raise InputError(f"MDAN output {targets / p.stem}.png is {tuple(target.shape[-2:])}, "
-                             f"its photo {tuple(photo.shape[-2:])}; delete the cache folder {targets.parent}")
-        yield p.name, photo, target
+        yield p.name, photo, _target_of(photo, targets / f"{p.stem}.png", "its photo", targets.parent)
 
 
 def _noise_pairs(cfg: ExperimentConfig, folder: Path) -> Iterator[tuple[str, Tensor, Tensor]]:
     for p in noise_images(cfg, folder / "inputs"):
         noise = io.load_image(p)
-        target = io.load_image(folder / p.name)
-        if target.shape != noise.shape:
-            raise InputError(f"MDAN output {folder / p.name} is {tuple(target.shape[-2:])}, its noise image "
-                             f"{tuple(noise.shape[-2:])}; delete the cache folder {folder}")
-        yield p.name, noise, target
+        yield p.name, noise, _target_of(noise, folder / p.name, "its noise image", folder)
 
 
 def stage_crops(cfg: ExperimentConfig, paths: Paths, targets: Path, path: Path) -> tuple[CropSet, dict[str, float]]:
@@ -369,24 +371,25 @@ def estimate_crops(cfg: ExperimentConfig, paths: Paths) -> int:
     """Number of crops stage 2 will make, from image sizes only (for ``--dry-run``)."""
     from PIL import Image  # noqa: PLC0415
 
-    c = cfg.crops
     total = 0
     for p in paths.train:
         with Image.open(p) as img:
             w, h = img.size
         s = cfg.mdan.size / max(w, h)
-        w, h = round(w * s) // 8 * 8, round(h * s) // 8 * 8
-        for _, scale, _ in augmentations(c.angles, c.scales, c.flip):
-            total += len(crop_grid(max(1, round(h * scale)), max(1, round(w * scale)), c.size, c.stride))
+        total += _crops_of(cfg, round(h * s) // 8 * 8, round(w * s) // 8 * 8)
     return total
 
 
 def estimate_noise_crops(cfg: ExperimentConfig) -> int:
     """Number of crops stage 2b will make of the noise images (0 without noise pairs)."""
-    c, n = cfg.crops, cfg.noise
-    per_image = sum(len(crop_grid(max(1, round(n.size * s)), max(1, round(n.size * s)), c.size, c.stride))
-                    for _, s, _ in augmentations(c.angles, c.scales, c.flip))
-    return n.count * per_image
+    return cfg.noise.count * _crops_of(cfg, cfg.noise.size, cfg.noise.size)
+
+
+def _crops_of(cfg: ExperimentConfig, h: int, w: int) -> int:
+    """Crops :func:`mgan.data.paired_crops` cuts from an ``h`` x ``w`` image under the config's augmentations."""
+    c = cfg.crops
+    return sum(len(crop_grid(max(1, round(h * scale)), max(1, round(w * scale)), c.size, c.stride))
+               for _, scale, _ in augmentations(c.angles, c.scales, c.flip))
 
 
 def estimate_disk_bytes(cfg: ExperimentConfig, paths: Paths, n_crops: int, stages_done: dict[str, bool]) -> int:
