@@ -36,6 +36,7 @@ def test_config_defaults_are_the_papers():
     (["mdan.size=64", "crops.size=128"], "mdan.size (64) is smaller than crops.size (128)"),
     (["wandb.mode=cloud"], r"wandb.mode: must be one of \['offline', 'online'\]"),
     (["noise.count=-1"], "noise.count: must be >= 0"),
+    (["noise.content_weight=-1"], "noise.content_weight: must be >= 0"),
     (["noise.size=100"], "noise.size: must be a multiple of 8"),
     (["noise.scale=0"], "noise.scale: must be > 0"),
     (["noise.persistence=1.5"], "noise.persistence: must be in (0, 1]"),

@@ -95,9 +95,29 @@ def test_noise_pair_keys_follow_the_noise_images_not_how_training_mixes_them_in(
     for option in ("noise.count=5", "noise.size=128", "noise.scale=64", "noise.octaves=4", "noise.persistence=0.6",
                    "noise.seed=0"):
         assert changed(option) == {"noise", "noise_crops"}, option
+    assert changed("noise.content_weight=0") == {"noise", "noise_crops"}
+    assert changed("noise.content_weight=null") == set()  # MDAN's own weight: the key of before the field
     assert changed("noise.per_batch=4", "noise.start_step=10") == set()  # training is not cached
     assert changed("crops.stride=32") == {"crops", "noise_crops"}
     assert changed("mdan.iterations=7") == {"mdan", "samples", "crops", "noise", "noise_crops"}  # D carried on
+
+
+def test_noise_targets_take_the_noise_content_weight(tmp_path, monkeypatch):
+    """Stage 1c paints with ``noise.content_weight`` where it is set (the photos' targets keep
+    ``mdan.content_weight``), with MDAN's own where it is null."""
+    import mgan.mdan
+
+    seen = []
+    monkeypatch.setattr(stages, "_mdan_engine", lambda cfg, paths, device: cfg.mdan)
+    monkeypatch.setattr(mgan.mdan, "run_batch", lambda m, images, folder, *a, **k: seen.append(m.content_weight))
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "mdan_D.pt").write_bytes(b"D")
+    base = ["noise.count=1", "noise.size=64", "crops.size=64", "mdan.content_weight=4e-3"]
+    for i, extra in enumerate((["noise.content_weight=0"], [])):
+        stages.stage_noise(_cfg(*base, *extra), None, targets, tmp_path / f"noise{i}", torch.device("cpu"),
+                           progress=False)
+    assert seen == [0.0, 4e-3]
 
 
 def test_noise_images_are_seeded_perlin_pngs(tmp_path):

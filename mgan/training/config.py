@@ -141,6 +141,10 @@ class NoiseConfig:
     seed: int = 200  # first image's seed (kept away from the decoder's 0, 1, ... for held-out checks)
     per_batch: int = 8  # noise crops added to each step's train.batch photo crops (per process)
     start_step: int = 0  # first training step that sees them (0: all)
+    # MDAN's content weight for the noise targets (None: mdan.content_weight, as for the photos).
+    # 0 keeps the noise only as MDAN's start: targets 37% closer to the painting by SWD, yet G
+    # trained on them decoded noise no closer (docs/training.md, "Training G on noise as well")
+    content_weight: float | None = None
 
     def validate(self) -> None:
         if self.count < 0:
@@ -159,6 +163,8 @@ class NoiseConfig:
             raise ConfigError(f"per_batch: must be >= 1, got {self.per_batch}")
         if self.start_step < 0:
             raise ConfigError(f"start_step: must be >= 0, got {self.start_step}")
+        if self.content_weight is not None and not self.content_weight >= 0:
+            raise ConfigError(f"content_weight: must be >= 0 (or null), got {self.content_weight}")
 
 
 @dataclass

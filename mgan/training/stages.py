@@ -24,6 +24,7 @@ orphans every cache already built.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -84,7 +85,10 @@ def cache_keys(cfg: ExperimentConfig, paths: Paths) -> dict[str, str]:
     }
     if cfg.noise.count:  # what makes the noise images and their targets (not how training mixes them in)
         n = cfg.noise
-        keys["noise"] = _key({"mdan": mdan, "noise": [n.count, n.size, n.scale, n.octaves, n.persistence, n.seed]})
+        made = [n.count, n.size, n.scale, n.octaves, n.persistence, n.seed]
+        if n.content_weight is not None:  # None: MDAN's own, the key of caches made before the field existed
+            made.append(n.content_weight)
+        keys["noise"] = _key({"mdan": mdan, "noise": made})
         keys["noise_crops"] = _key({"noise": keys["noise"], "crops": to_dict(cfg.crops)})
     return keys
 
@@ -296,6 +300,8 @@ def stage_noise(cfg: ExperimentConfig, paths: Paths, targets: Path, folder: Path
     distributed.barrier(d)
     images = noise_images(cfg, folder / "inputs")  # the paths (all written by now)
     d_path = _carry_d(targets, folder, d)
+    if cfg.noise.content_weight is not None:
+        cfg = dataclasses.replace(cfg, mdan=dataclasses.replace(cfg.mdan, content_weight=cfg.noise.content_weight))
     mdan = _mdan_engine(cfg, paths, device)
     run_batch(mdan, images[d.rank :: d.world], folder, cfg.noise.size, cfg.mdan.iterations, d_path=d_path,
               progress=progress and d.main)
