@@ -211,15 +211,25 @@ def set_bn_stats(g_net: nn.Module, feat: Tensor, through: bool = False, border: 
     ``border`` (in ``feat`` cells, scaled with each layer's resolution) is left out of the
     statistics: the wrap-around halo of a tileable image, whose core is the periodic decode.
     """
-    layers = list(g_net.children())  # G.net is a flat nn.Sequential
-    last = max((i for i, m in enumerate(layers) if isinstance(m, nn.BatchNorm2d)), default=-1)
+    from mgan.generator import ResidualBlock  # noqa: PLC0415
+
+    layers = list(g_net.children())  # G.net: a flat nn.Sequential, residual blocks its only nesting
+    has_bn = [any(isinstance(k, nn.BatchNorm2d) for k in m.modules()) for m in layers]
+    last = max((i for i, b in enumerate(has_bn) if b), default=-1)
     x = feat
     for i, m in enumerate(layers):
         if i > last and not through:
             return None
+        b = border * (x.shape[-1] // feat.shape[-1])
+        if isinstance(m, ResidualBlock):  # its BNs in order, on the block's own input
+            branch = set_bn_stats(m.branch, x, through=True, border=b)
+            assert branch is not None  # through=True runs to the end
+            x = x + branch
+            continue
+        if has_bn[i] and not isinstance(m, nn.BatchNorm2d):
+            raise ValueError(f"set_bn_stats: BatchNorm inside an unsupported {type(m).__name__}")
         if isinstance(m, nn.BatchNorm2d):
             assert m.running_mean is not None and m.running_var is not None
-            b = border * (x.shape[-1] // feat.shape[-1])
             core = x[..., b : x.shape[-2] - b, b : x.shape[-1] - b] if b else x
             var, mean = torch.var_mean(core.float(), dim=(0, 2, 3), correction=0)
             m.running_mean.copy_(mean)

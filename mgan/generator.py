@@ -60,6 +60,10 @@ class GeneratorConfig:
     # x2 upsampling: the paper's fractional-strided 4x4/2 conv, or nearest x2 then 3x3 conv.
     # Releases written before this key existed load as "deconv" (the default).
     upsample: Literal["deconv", "resize"] = "deconv"
+    # Residual blocks after the first conv, at the input's resolution (not in the paper; 0: the
+    # paper's G). Each widens G's receptive field by 2 cells a side (paper's G: 2): G then paints
+    # planes larger than 4x4 relu4_1 cells from noise (docs/training.md, "Residual blocks").
+    blocks: int = 0
 
     def validate(self) -> None:
         """ConfigError naming the key for a config no G can be built or run from.
@@ -78,12 +82,40 @@ class GeneratorConfig:
         if vgg.layer_scale(layer) != 2 ** len(self.channels):
             raise ConfigError(f"channels: {len(self.channels)} widths give x{2 ** len(self.channels)} upsampling "
                               f"but {layer} is at 1/{vgg.layer_scale(layer)}")
+        if not 0 <= self.blocks <= MAX_BLOCKS:
+            raise ConfigError(f"blocks: must be 0 to {MAX_BLOCKS}, got {self.blocks}")
         width = vgg.channels(layer)
         if self.in_channels != width:
             raise ConfigError(f"in_channels: {layer} has {width} channels, got {self.in_channels}")
 
 
 UPSAMPLE_MODES = ("deconv", "resize")
+MAX_BLOCKS = 8
+
+
+class ResidualBlock(nn.Module):
+    """``x + BN(conv(ReLU(BN(conv(x)))))``, ``[N, C, h, w]`` -> ``[N, C, h, w]`` (3x3 convs).
+
+    The last BN's scale starts at zero (Goyal et al. 2017), so a G with blocks starts as the
+    same G without them, and every conv is followed by BN: its scale does not matter, so G's
+    lr (0.02, the original's) suits the blocks as it suits the rest of G (with the branch's
+    last conv zeroed instead, Adam at 0.02 wrecked a trained G within 10 steps).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(True),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels),
+        )
+
+    def zero_(self) -> None:
+        """Make the block the identity (its last BN's scale zero)."""
+        with torch.no_grad():
+            self.branch[-1].weight.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.branch(x)
 
 
 def _padding(m: nn.Conv2d | nn.ConvTranspose2d) -> int:
@@ -111,6 +143,7 @@ class Generator(nn.Module):
             nn.Conv2d(self.config.in_channels, c[0], 3, 1, 1, bias=False),
             nn.BatchNorm2d(c[0]),
             nn.ReLU(True),
+            *(ResidualBlock(c[0]) for _ in range(self.config.blocks)),  # none: the paper's G, its names unchanged
         ]
         for cin, cout in zip(c[:-1], c[1:], strict=True):
             layers += [*self._up(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]
@@ -118,6 +151,9 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.upscale = 2 ** len(c)
         dcgan_init_(self)
+        for m in self.net:
+            if isinstance(m, ResidualBlock):
+                m.zero_()
 
     def _up(self, cin: int, cout: int) -> list[nn.Module]:
         """One x2 upsampling conv ``[N, cin, h, w]`` -> ``[N, cout, 2h, 2w]`` (no BN or activation).
@@ -132,7 +168,8 @@ class Generator(nn.Module):
 
     def halo_cells(self) -> int:
         """Receptive-field radius of G in input cells: an output pixel in cell ``i`` reads input
-        cells ``i - r ... i + r`` only (``r`` = 2 for both upsampling modes of the paper's G).
+        cells ``i - r ... i + r`` only (``r`` = 2 for both upsampling modes of the paper's G, + 2 a
+        residual block).
 
         Computed exactly by walking the layers backwards from each of the ``upscale``
         output phases of one cell with the index interval every layer reads; decode's
@@ -140,20 +177,7 @@ class Generator(nn.Module):
         """
         radius = 0
         for phase in range(self.upscale):
-            lo, hi = phase, phase  # output pixel interval, in the current layer's input pixels below
-            for m in reversed(self.net):
-                if isinstance(m, nn.ConvTranspose2d):  # out o = s*i - p + k, k < K
-                    (k,), (s,), p = m.kernel_size[:1], m.stride[:1], _padding(m)
-                    lo, hi = -((-(lo + p - k + 1)) // s), (hi + p) // s
-                elif isinstance(m, nn.Conv2d):  # out o reads in o*s - p + k
-                    (k,), (s,), p, (d,) = m.kernel_size[:1], m.stride[:1], _padding(m), m.dilation[:1]
-                    lo, hi = lo * s - p, hi * s - p + d * (k - 1)
-                elif isinstance(m, nn.Upsample):
-                    if m.mode != "nearest" or m.scale_factor != 2:
-                        raise ValueError(f"halo_cells: unsupported upsampling {m}")
-                    lo, hi = lo // 2, hi // 2
-                elif not isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.Tanh)):
-                    raise ValueError(f"halo_cells: unsupported layer {type(m).__name__}")
+            lo, hi = _reads(self.net, phase, phase)
             radius = max(radius, -lo, hi)
         return radius
 
@@ -165,6 +189,27 @@ class Generator(nn.Module):
     def to_image(y: Tensor) -> Tensor:
         """``[-1, 1]`` -> RGB ``[0, 1]``."""
         return (y.float() + 1) / 2
+
+
+def _reads(layers: nn.Sequential, lo: int, hi: int) -> tuple[int, int]:
+    """The input pixel interval that ``layers`` read for their output pixels ``lo ... hi``."""
+    for m in reversed(layers):
+        if isinstance(m, nn.ConvTranspose2d):  # out o = s*i - p + k, k < K
+            (k,), (s,), p = m.kernel_size[:1], m.stride[:1], _padding(m)
+            lo, hi = -((-(lo + p - k + 1)) // s), (hi + p) // s
+        elif isinstance(m, nn.Conv2d):  # out o reads in o*s - p + k
+            (k,), (s,), p, (d,) = m.kernel_size[:1], m.stride[:1], _padding(m), m.dilation[:1]
+            lo, hi = lo * s - p, hi * s - p + d * (k - 1)
+        elif isinstance(m, nn.Upsample):
+            if m.mode != "nearest" or m.scale_factor != 2:
+                raise ValueError(f"halo_cells: unsupported upsampling {m}")
+            lo, hi = lo // 2, hi // 2
+        elif isinstance(m, ResidualBlock):  # x + branch(x): the union of both reads
+            blo, bhi = _reads(m.branch, lo, hi)
+            lo, hi = min(lo, blo), max(hi, bhi)
+        elif not isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.Tanh)):
+            raise ValueError(f"halo_cells: unsupported layer {type(m).__name__}")
+    return lo, hi
 
 
 def save_release(G: Generator, path: str | os.PathLike, extra: dict | None = None, half: bool = True,

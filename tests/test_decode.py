@@ -446,3 +446,30 @@ def test_compiled_decoder_matches_eager(tiny_release, synthetic_image):
     assert diff.mean() < 0.01 and diff.max() < 0.2, (diff.mean(), diff.max())
     with pytest.raises(io.InputError, match="--bn-stats running"):  # freezing would keep one image's statistics
         decode.Decoder(tiny_release, device="cpu", precision=precision, tile=None, compile=True)
+
+
+def test_residual_blocks_get_image_statistics_and_exact_tiles(tmp_path):
+    """A G with residual blocks (``blocks``): per-image statistics reach the BNs inside the blocks
+    (the decode equals G in train mode on the image's features; with the blocks' own running
+    statistics, randomised here, it would not), and tiles
+    with the halo of its wider receptive field equal the untiled decode."""
+    from conftest import TINY_G_CHANNELS
+
+    from mgan.generator import Generator, GeneratorConfig, ResidualBlock, save_release
+
+    torch.manual_seed(0)
+    G = randomise_bn(Generator(GeneratorConfig(channels=TINY_G_CHANNELS, upsample="resize", blocks=1)))
+    (block,) = [m for m in G.net if isinstance(m, ResidualBlock)]
+    block.branch[-1].weight.data.fill_(0.5)  # as trained: not the identity
+    path = save_release(G, tmp_path / "blocks.safetensors", half=False)
+    x = noise.perlin(96, 112, seed=3, scale=24.0)
+    dec = decode.Decoder(path, device="cpu", precision="fp32", tile=None, postprocess="none", margin=0)
+    assert dec.halo == decode.ENCODER_HALO + 8 * (tiling.G_HALO + 2)
+    y = dec.decode(x)
+    with torch.no_grad():
+        ref = dec.pipeline.to_unit(G.train()(dec.pipeline.features(x)))
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=0)
+    tiled = decode.Decoder(path, device="cpu", precision="fp32", tile=32, postprocess="none", margin=0)
+    x = noise.perlin(192, 176, seed=4, scale=24.0)  # tiles need room beside a 64 px halo
+    assert len(tiled.plan(192, 176)[0]) > 2
+    assert (tiled.decode(x) - dec.decode(x)).abs().max() <= 1e-5

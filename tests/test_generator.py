@@ -17,7 +17,7 @@ from torch import nn
 
 from mgan import decode, io, tiling
 from mgan.config import ConfigError
-from mgan.generator import Generator, GeneratorConfig, load_release
+from mgan.generator import Generator, GeneratorConfig, ResidualBlock, load_release
 from mgan.metrics import checkerboard_score
 
 MODES = ("deconv", "resize")
@@ -230,3 +230,48 @@ def test_shipped_generator_stays_under_the_checkerboard_bound(shared_data, reque
     y = decode.Decoder(model, device="cpu", precision="fp32", tile=None).decode(photo)
     assert checkerboard_score(photo) < 2
     assert checkerboard_score(y) < CHECKERBOARD_BOUND
+
+
+# --------------------------------------------------------------------------- residual blocks
+
+
+def test_residual_blocks_start_as_the_identity():
+    """``blocks`` (not in the paper) puts residual blocks after the first conv: each is the identity
+    until trained (its last BN's scale 0)."""
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(in_channels=16, channels=(16, 8, 8), upsample="resize", blocks=2))
+    blocks = [m for m in G.net if isinstance(m, ResidualBlock)]
+    assert len(blocks) == 2 and list(G.net).index(blocks[0]) == 3
+    x = torch.randn(1, 16, 5, 6)
+    for mode in (G.train, G.eval):  # batch statistics and running ones alike
+        mode()
+        assert torch.equal(blocks[0](x), x)
+    with torch.no_grad():
+        blocks[0].branch[-1].weight.fill_(1.0)
+    assert not torch.equal(blocks[0](x), x)  # trained, it is not
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_halo_cells_with_residual_blocks_is_the_measured_receptive_field(blocks):
+    torch.manual_seed(0)
+    G = randomise_bn(Generator(GeneratorConfig(in_channels=4, channels=(16, 8, 8), upsample="resize", blocks=blocks)))
+    for m in G.net:
+        if isinstance(m, ResidualBlock):
+            m.branch[-1].weight.data.fill_(1.0)  # as trained: the branch reads its neighbours
+    r = G.halo_cells()
+    assert r == tiling.G_HALO + 2 * blocks
+    x = torch.randn(1, 4, 17, 17)
+    base = G(x)
+    reach = 0
+    for i in range(17):
+        x2 = x.clone()
+        x2[..., i, 8] += 10
+        rows = torch.nonzero((G(x2) - base).abs().amax(dim=(0, 1, 3)) > 0).flatten() // 8
+        reach = max(reach, int((rows - i).abs().max()))
+    assert reach == r
+
+
+def test_bad_block_count_is_rejected():
+    for n in (-1, 9):
+        with pytest.raises(ConfigError, match="blocks: must be 0 to 8"):
+            GeneratorConfig(blocks=n).validate()
