@@ -238,13 +238,15 @@ def test_sample_grid_rows():
     assert with_mdan.shape[-1] == 32 + 40 + 3 * pad and tr.G.training  # sampling leaves G in train mode
 
 
-def test_fp16_safe_copy_computes_the_same_and_fits_fp16():
+@pytest.mark.parametrize("blocks", [0, 1])
+def test_fp16_safe_copy_computes_the_same_and_fits_fp16(blocks):
     torch.manual_seed(0)
-    G = Generator(GeneratorConfig(in_channels=8, channels=(8, 8, 8)))
+    G = Generator(GeneratorConfig(in_channels=8, channels=(8, 8, 8), blocks=blocks))
     for m in G.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_var.fill_(1e7)
             m.running_mean.normal_(0, 100)
+            m.weight.data.fill_(1.0)  # the residual blocks' last BN too: not the identity
     x = torch.randn(1, 8, 4, 4) * 300
     safe = fp16_safe(G)
     assert safe is not G and G.net[1].running_var.max() == 1e7  # G itself unchanged

@@ -142,8 +142,8 @@ class NoiseConfig:
     per_batch: int = 8  # noise crops added to each step's train.batch photo crops (per process)
     start_step: int = 0  # first training step that sees them (0: all)
     # MDAN's content weight for the noise targets (None: mdan.content_weight, as for the photos).
-    # 0 keeps the noise only as MDAN's start: targets 37% closer to the painting by SWD, yet G
-    # trained on them decoded noise no closer (docs/training.md, "Training G on noise as well")
+    # 0 keeps the noise only as MDAN's start: targets 37% closer to the painting by SWD, yet the
+    # paper's G trained on them decoded noise no closer; with model.blocks 2 it did (docs/training.md)
     content_weight: float | None = None
 
     def validate(self) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from mgan import colour, io
 from mgan.config import to_dict
-from mgan.generator import Generator, save_release
+from mgan.generator import Generator, ResidualBlock, save_release
 from mgan.training.config import Paths
 from mgan.training.trainer import Samples, Trainer
 
@@ -39,7 +39,13 @@ def fp16_safe(G: Generator) -> Generator:
     power of two (exact in binary floating point), in eval and in train mode alike.
     """
     G = copy.deepcopy(G)
-    mods = list(G.net)
+    for seq in (G.net, *(m.branch for m in G.net if isinstance(m, ResidualBlock))):  # the blocks' too
+        _fp16_safe_layers(list(seq))
+    return G
+
+
+def _fp16_safe_layers(mods: list[torch.nn.Module]) -> None:
+    """Scale each conv in ``mods`` followed by a BN of too large a variance (see :func:`fp16_safe`), in place."""
     for conv, bn in zip(mods[:-1], mods[1:], strict=True):
         if not isinstance(bn, torch.nn.BatchNorm2d) or bn.running_var is None:
             continue
@@ -52,7 +58,6 @@ def fp16_safe(G: Generator) -> Generator:
             conv.bias.mul_(s)
         bn.running_mean.mul_(s)
         bn.running_var.mul_(s * s)
-    return G
 
 
 def release(trainer: Trainer, run_dir: Path, paths: Paths, samples: Samples | None, device: torch.device,
