@@ -455,7 +455,7 @@ def test_residual_blocks_get_image_statistics_and_exact_tiles(tmp_path):
     with the halo of its wider receptive field equal the untiled decode."""
     from conftest import TINY_G_CHANNELS
 
-    from mgan.generator import Generator, GeneratorConfig, ResidualBlock, save_release
+    from mgan.generator import Generator, GeneratorConfig, ResidualBlock, load_release, save_release
 
     torch.manual_seed(0)
     G = randomise_bn(Generator(GeneratorConfig(channels=TINY_G_CHANNELS, upsample="resize", blocks=1)))
@@ -469,6 +469,12 @@ def test_residual_blocks_get_image_statistics_and_exact_tiles(tmp_path):
     with torch.no_grad():
         ref = dec.pipeline.to_unit(G.train()(dec.pipeline.features(x)))
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=0)
+    running = decode.Decoder(path, device="cpu", precision="fp32", tile=None, postprocess="none", margin=0,
+                             bn_stats="running")  # BN folded into G's convs, the blocks kept whole
+    with torch.no_grad():
+        saved, _ = load_release(path)  # G as written: the train-mode pass above moved G's running statistics
+        ref = running.pipeline.to_unit(saved.eval()(running.pipeline.features(x)))
+    torch.testing.assert_close(running.decode(x), ref, atol=1e-4, rtol=0)
     tiled = decode.Decoder(path, device="cpu", precision="fp32", tile=32, postprocess="none", margin=0)
     x = noise.perlin(192, 176, seed=4, scale=24.0)  # tiles need room beside a 64 px halo
     assert len(tiled.plan(192, 176)[0]) > 2
