@@ -122,12 +122,19 @@ def fold_batchnorm(net: nn.Sequential) -> nn.Sequential:
     ``BN(conv(x)) = conv'(x)`` with the weight scaled per output channel by
     ``gamma / sqrt(var + eps)`` and a bias ``beta - mean * gamma / sqrt(var + eps)``
     (plus the conv's own bias, scaled). Returns a new ``nn.Sequential`` of copies; the
-    input is untouched. BN layers not preceded by a conv are kept as they are.
+    input is untouched. A residual block's branch is folded the same way (its BNs follow
+    its convs). BN layers not preceded by a conv are kept as they are.
     """
+    from mgan.generator import ResidualBlock  # noqa: PLC0415
+
     layers: list[nn.Module] = []
     for m in net:
         prev = layers[-1] if layers else None
-        if isinstance(m, nn.BatchNorm2d) and isinstance(prev, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, ResidualBlock):
+            block = _copy_module(m)
+            block.branch = fold_batchnorm(m.branch)
+            layers.append(block)
+        elif isinstance(m, nn.BatchNorm2d) and isinstance(prev, (nn.Conv2d, nn.ConvTranspose2d)):
             # eval-mode BatchNorm (G's) tracks running statistics: the buffers are Tensors
             assert m.running_mean is not None and m.running_var is not None
             scale = (m.weight if m.affine else torch.ones_like(m.running_var)) / torch.sqrt(m.running_var + m.eps)

@@ -3,6 +3,7 @@ planning, CLI round trips, errors. Tiling itself: test_tiling.py; video files: t
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -28,12 +29,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # ----------------------------------------------------------------------------- engine
 
 
-def test_fold_batchnorm_matches_eval_mode_generator():
+@pytest.mark.parametrize("blocks", [0, 2])
+def test_fold_batchnorm_matches_eval_mode_generator(blocks):
+    """Every BN folded away, the residual blocks' too, and G in eval mode unchanged."""
     torch.manual_seed(1)
-    G = randomise_bn(Generator(SMALL), seed=3)
+    G = randomise_bn(Generator(dataclasses.replace(SMALL, blocks=blocks)), seed=3)
+    for m in G.modules():  # as trained: the blocks are not the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
     feat = torch.randn(2, 512, 5, 7)
     folded = decode.fold_batchnorm(G.net)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     with torch.no_grad():
         torch.testing.assert_close(folded(feat), G(feat), atol=1e-5, rtol=1e-4)
 
@@ -470,7 +476,7 @@ def test_residual_blocks_get_image_statistics_and_exact_tiles(tmp_path):
         ref = dec.pipeline.to_unit(G.train()(dec.pipeline.features(x)))
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=0)
     running = decode.Decoder(path, device="cpu", precision="fp32", tile=None, postprocess="none", margin=0,
-                             bn_stats="running")  # BN folded into G's convs, the blocks kept whole
+                             bn_stats="running")  # BN folded into G's convs, the blocks' too
     with torch.no_grad():
         saved, _ = load_release(path)  # G as written: the train-mode pass above moved G's running statistics
         ref = running.pipeline.to_unit(saved.eval()(running.pipeline.features(x)))
