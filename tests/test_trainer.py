@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from mgan.data import CropSet, epoch_order
 from mgan.errors import ConfigError, InputError
 from mgan.generator import Generator, GeneratorConfig
-from mgan.io import make_grid
+from mgan.io import load_checkpoint, make_grid
 from mgan.training.config import CropConfig, ExperimentConfig, NoiseConfig, TrainConfig
 from mgan.training.release import fp16_safe
-from mgan.training.trainer import CHECKPOINT_FORMAT, Samples, Trainer, sample_grid
+from mgan.training.trainer import CHECKPOINT_FORMAT, Samples, Trainer, fit, sample_grid
 
 
 def _random_crops(k=8, size=32, seed=0):
@@ -185,7 +185,7 @@ def test_checkpoint_dict_keeps_its_format():
     tr = Trainer(_tiny_cfg(), _random_crops(), progress=False)
     state = tr.state_dict()
     assert set(state) == {"format", "step", "epoch", "steps_per_epoch", "total_steps", "num_crops", "num_noise_crops",
-                          "noise_schedule", "world_size", "G", "D", "opt_g", "opt_d", "rng", "config"}
+                          "noise_schedule", "world_size", "G", "G_avg", "n_avg", "D", "opt_g", "opt_d", "rng", "config"}
     assert state["format"] == CHECKPOINT_FORMAT == "mgan-train-v1"
     tr.train_step(tr.batch_indices(0))
     tr.step = 1
@@ -213,6 +213,51 @@ def test_checkpoint_dict_keeps_its_format():
     noisy().load_state_dict(a.state_dict())
     with pytest.raises(InputError, match="this run has 4, 3 from 0"):  # the noise batches would change
         noisy(per_batch=3).load_state_dict(a.state_dict())
+
+
+def test_weight_average_is_the_mean_of_its_steps_and_resumes_exactly(tmp_path):
+    """``train.average_start`` (SWA): the release's G is the mean of G's states at steps 2, 4
+    and 6 (start 2, every 2, the last step), BN statistics included; a run resumed from step 3
+    ends with the same average; a checkpoint past the start without one is refused."""
+    cfg = _tiny_cfg(max_steps=6, average_start=2, average_every=2, snapshot_every=1, log_every=1)
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+    a = Trainer(cfg, _random_crops(), progress=False)
+    assert fit(a, tmp_path / "a", None, progress=False)
+    assert a.n_avg == 3
+    states = [load_checkpoint(tmp_path / "a" / f"checkpoint-{s:06d}.pt")["G"] for s in (2, 4, 6)]
+    avg = a.release_generator().state_dict()
+    moved = 0
+    for k, v in avg.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, sum(st[k] for st in states) / 3, atol=1e-6, rtol=1e-5)
+            moved += not torch.equal(v, states[-1][k])
+    assert moved > 0  # the average is not the last step's G
+    assert all(torch.equal(v, states[-1][k]) for k, v in a.G.state_dict().items())  # G itself trains on unchanged
+
+    b = Trainer(cfg, _random_crops(), progress=False)
+    b.load_state_dict(load_checkpoint(tmp_path / "a" / "checkpoint-000003.pt"))
+    assert b.n_avg == 1
+    assert fit(b, tmp_path / "b", None, progress=False)
+    assert b.n_avg == 3
+    for k, v in b.release_generator().state_dict().items():
+        assert torch.equal(v, avg[k]), k
+
+    plain = Trainer(_tiny_cfg(max_steps=6), _random_crops(), progress=False)
+    plain.load_state_dict(load_checkpoint(tmp_path / "a" / "checkpoint-000003.pt"))  # averaging off: G alone
+    assert plain.G_avg is None and plain.n_avg == 0
+    with pytest.raises(InputError, match="step 3 holds no weight average, but train.average_start is 2"):
+        b.load_state_dict(plain.state_dict())
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(average_every=0), "average_every"),
+    (dict(average_start=0), "average_start"),
+    (dict(average_start=7, max_steps=6), "average_start"),
+])
+def test_weight_average_options_are_validated(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**overrides).validate()
 
 
 # --------------------------------------------------------------------------- samples and release

@@ -83,6 +83,13 @@ class TrainConfig:
     sample_every: int = 100  # steps between sample grids (0: only first and last)
     checkpoint_every: int = 100  # steps between writes of checkpoint-latest.pt
     snapshot_every: int = 1000  # steps between kept checkpoint-NNNNNN.pt files (0: none)
+    # Weight averaging (SWA, Izmailov et al. 2018; in GANs Yazici et al. 2019): the release is
+    # the mean of G's weights at step average_start, every average_every steps after it and at
+    # the last step, not G as the last step leaves it (null: no averaging). The picasso256 run
+    # with residual blocks: steps 1200 and 1500 averaged decode Perlin noise 3-4% closer to the
+    # painting than either (docs/training.md, "A wider G").
+    average_start: int | None = None
+    average_every: int = 100
 
     def validate(self) -> None:
         for name in ("lr", "d_lr"):
@@ -117,6 +124,11 @@ class TrainConfig:
             raise ConfigError("log_every and checkpoint_every must be >= 1")
         if self.sample_every < 0 or self.snapshot_every < 0:
             raise ConfigError("sample_every and snapshot_every must be >= 0")
+        if self.average_every < 1:
+            raise ConfigError(f"average_every: must be >= 1, got {self.average_every}")
+        if self.average_start is not None and not 1 <= self.average_start <= (self.max_steps or self.average_start):
+            raise ConfigError(f"average_start: must be >= 1 and <= max_steps ({self.max_steps}) or null, "
+                              f"got {self.average_start}")
 
 
 @dataclass

@@ -76,9 +76,10 @@ def release(trainer: Trainer, run_dir: Path, paths: Paths, samples: Samples | No
     experiment = to_dict(cfg)
     card = zoo.training_card(experiment, len(paths.train), trainer.step, wall_time_s, device)
     # the painting's colours go in too, for the decoder's default "match" post-process (docs/decoding.md)
-    path = save_release(fp16_safe(trainer.G), run_dir / RELEASE_NAME, card=card, extra=zoo.scrub_paths({
-        "style": paths.style.name, "steps": trainer.step, "photos": len(paths.train), "crops": len(trainer.crops),
-        "noise_crops": trainer.n_crops - trainer.n_photo,
+    # G's weight average where train.average_start asks for one (n_avg steps averaged), else G as it is
+    path = save_release(fp16_safe(trainer.release_generator()), run_dir / RELEASE_NAME, card=card, extra=zoo.scrub_paths({
+        "style": paths.style.name, "steps": trainer.step, "averaged_steps": trainer.n_avg,
+        "photos": len(paths.train), "crops": len(trainer.crops), "noise_crops": trainer.n_crops - trainer.n_photo,
         "run": run_dir.name, "bn": "eval (running statistics)", "experiment": experiment,
         colour.STYLE_COLOUR_KEY: colour.moments_to_json(*zoo.painting_moments(paths.style))}))
     if samples is not None and samples.photos:

@@ -135,6 +135,9 @@ class Trainer:
         self.step = 0
         self.steps_per_epoch = len(crops) // self.global_batch  # the last partial batch of an epoch is dropped
         self.total_steps = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
+        # the running mean of G's state at the averaging steps (train.average_start), fp32
+        self.G_avg: dict[str, Tensor] | None = None
+        self.n_avg = 0
         self.cache_in: Tensor | None = None
         self.cache_real: dict[str, Tensor] = {}
         self._order: tuple[int, Tensor] | None = None
@@ -289,6 +292,35 @@ class Trainer:
         out["loss_g"] = loss.item()
         return distributed.mean_over_ranks(out, self.dist, self.device)
 
+    # -- weight averaging
+
+    def average_due(self, step: int) -> bool:
+        """Whether G's weights after ``step`` go into the average (``train.average_start``)."""
+        start, every = self.cfg.train.average_start, self.cfg.train.average_every
+        return start is not None and step >= start and ((step - start) % every == 0 or step == self.total_steps)
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """Fold G's current state into the running mean (floating tensors: BN's running
+        statistics too; the batch counter is the last one's)."""
+        self.n_avg += 1
+        state = self.G.state_dict()
+        if self.G_avg is None:
+            self.G_avg = {k: v.detach().clone() for k, v in state.items()}
+            return
+        for k, v in state.items():
+            if v.is_floating_point():
+                self.G_avg[k] += (v - self.G_avg[k]) / self.n_avg
+            else:
+                self.G_avg[k].copy_(v)
+
+    def release_generator(self) -> Generator:
+        """G as the release takes it: a copy holding the weight average if there is one, else G."""
+        G = copy.deepcopy(self.G)
+        if self.G_avg is not None:
+            G.load_state_dict(self.G_avg)
+        return G
+
     # -- samples
 
     @torch.no_grad()
@@ -325,6 +357,8 @@ class Trainer:
             "noise_schedule": list(self._noise_schedule()),
             "world_size": self.dist.world,
             "G": self.G.state_dict(),
+            "G_avg": self.G_avg,
+            "n_avg": self.n_avg,
             "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -356,7 +390,14 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise InputError(f"checkpoint does not fit this model: {one_line(exc)[:200]}") from None
-        self.step = int(state["step"])
+        start = self.cfg.train.average_start
+        if start is not None and step >= start and not state.get("n_avg"):
+            raise InputError(f"checkpoint of step {step} holds no weight average, but train.average_start is "
+                             f"{start} (resume with the run's own config)")
+        avg = state.get("G_avg") if start is not None else None
+        self.G_avg = {k: v.to(self.device) for k, v in avg.items()} if avg is not None else None
+        self.n_avg = int(state.get("n_avg", 0)) if avg is not None else 0
+        self.step = step
         torch.set_rng_state(state["rng"]["torch"])
 
 
@@ -465,6 +506,8 @@ def fit(trainer: Trainer, run_dir: Path, samples: Samples | None, progress: bool
                 kept = (f"keeping the last good checkpoint {run_dir / LATEST} (step {saved})" if saved
                         else "no checkpoint had been written yet")
                 raise NonFiniteLoss(f"{bad[0]} became {row[bad[0]]} at step {step}; stopped, {kept}")
+            if trainer.average_due(step):
+                trainer.update_average()
             for k, v in row.items():
                 acc[k] = acc.get(k, 0.0) + v
             n_acc += 1
