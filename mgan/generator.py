@@ -64,6 +64,9 @@ class GeneratorConfig:
     # paper's G). Each widens G's receptive field by 2 cells a side (paper's G: 2): G then paints
     # planes larger than 4x4 relu4_1 cells from noise (docs/training.md, "Residual blocks").
     blocks: int = 0
+    # The blocks' inner width (the branch's first conv's outputs; null: channels[0]). Below
+    # channels[0] a block costs width / channels[0] of the weights, the same receptive field.
+    block_width: int | None = None
 
     def validate(self) -> None:
         """ConfigError naming the key for a config no G can be built or run from.
@@ -84,6 +87,8 @@ class GeneratorConfig:
                               f"but {layer} is at 1/{vgg.layer_scale(layer)}")
         if not 0 <= self.blocks <= MAX_BLOCKS:
             raise ConfigError(f"blocks: must be 0 to {MAX_BLOCKS}, got {self.blocks}")
+        if self.block_width is not None and not 1 <= self.block_width <= MAX_WIDTH:
+            raise ConfigError(f"block_width: must be in [1, {MAX_WIDTH}] or null, got {self.block_width}")
         width = vgg.channels(layer)
         if self.in_channels != width:
             raise ConfigError(f"in_channels: {layer} has {width} channels, got {self.in_channels}")
@@ -102,11 +107,12 @@ class ResidualBlock(nn.Module):
     last conv zeroed instead, Adam at 0.02 wrecked a trained G within 10 steps).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, width: int | None = None) -> None:
         super().__init__()
+        w = width or channels  # the branch's inner width
         self.branch = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(True),
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True),
+            nn.Conv2d(w, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels),
         )
 
     def zero_(self) -> None:
@@ -143,7 +149,7 @@ class Generator(nn.Module):
             nn.Conv2d(self.config.in_channels, c[0], 3, 1, 1, bias=False),
             nn.BatchNorm2d(c[0]),
             nn.ReLU(True),
-            *(ResidualBlock(c[0]) for _ in range(self.config.blocks)),  # none: the paper's G, its names unchanged
+            *(ResidualBlock(c[0], self.config.block_width) for _ in range(self.config.blocks)),  # none: the paper's G, its names unchanged
         ]
         for cin, cout in zip(c[:-1], c[1:], strict=True):
             layers += [*self._up(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]

@@ -166,7 +166,8 @@ def test_train_release_round_trip_through_decode_with_resize(tmp_path):
         load_config(None, ["model.upsample=bilinear"], base={})
     torch.manual_seed(0)
     G = randomise_bn(Generator(cfg.model))
-    trainer = SimpleNamespace(cfg=cfg, G=G, step=3, crops=[0] * 5, n_photo=5, n_crops=5, bf16=False)
+    trainer = SimpleNamespace(cfg=cfg, G=G, step=3, crops=[0] * 5, n_photo=5, n_crops=5, bf16=False, n_avg=0,
+                              release_generator=lambda: G)
     style = io.save_image(smooth_image(9, 48, 64), tmp_path / "style.png")
     paths = SimpleNamespace(style=style, train=[Path("a.png")])
     path = release(trainer, tmp_path, paths, None, torch.device("cpu"))
@@ -269,3 +270,25 @@ def test_bad_block_count_is_rejected():
     for n in (-1, 9):
         with pytest.raises(ConfigError, match="blocks: must be 0 to 8"):
             GeneratorConfig(blocks=n).validate()
+    for w in (0, 5000):
+        with pytest.raises(ConfigError, match="block_width: must be in"):
+            GeneratorConfig(blocks=1, block_width=w).validate()
+
+
+def test_narrow_blocks_have_their_width_and_the_same_field():
+    """``block_width``: the branch narrows to that many channels (the weights shrink in
+    proportion), starts as the identity and reads as far as a full-width block."""
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(in_channels=4, channels=(16, 8, 8), upsample="resize", blocks=2, block_width=4)
+    G = Generator(cfg)
+    blocks = [m for m in G.net if isinstance(m, ResidualBlock)]
+    assert [tuple(m.branch[0].weight.shape) for m in blocks] == [(4, 16, 3, 3)] * 2
+    assert [tuple(m.branch[3].weight.shape) for m in blocks] == [(16, 4, 3, 3)] * 2
+    wide = sum(p.numel() for p in ResidualBlock(16).parameters())
+    assert sum(p.numel() for p in blocks[0].parameters()) < wide / 3
+    x = torch.randn(1, 16, 5, 6)
+    assert torch.equal(blocks[0](x), x)
+    randomise_bn(G)
+    for m in blocks:
+        m.branch[-1].weight.data.fill_(1.0)
+    assert G.halo_cells() == tiling.G_HALO + 4 == _measured_reach(G, 17)
