@@ -383,6 +383,10 @@ class Trainer:
             raise InputError(f"checkpoint of step {step} was trained with {theirs[0]} noise crops, "
                              f"{theirs[1]} a step from step {theirs[2]}; this run has {ours[0]}, {ours[1]} from "
                              f"{ours[2]} (resume with the same noise options and processes x noise.per_batch)")
+        start = self.cfg.train.average_start
+        if start is not None and step >= start and not state.get("n_avg"):
+            raise InputError(f"checkpoint of step {step} holds no weight average, but train.average_start is "
+                             f"{start} (resume with the run's own config)")
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
@@ -390,10 +394,6 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise InputError(f"checkpoint does not fit this model: {one_line(exc)[:200]}") from None
-        start = self.cfg.train.average_start
-        if start is not None and step >= start and not state.get("n_avg"):
-            raise InputError(f"checkpoint of step {step} holds no weight average, but train.average_start is "
-                             f"{start} (resume with the run's own config)")
         avg = state.get("G_avg") if start is not None else None
         self.G_avg = {k: v.to(self.device) for k, v in avg.items()} if avg is not None else None
         self.n_avg = int(state.get("n_avg", 0)) if avg is not None else 0
