@@ -149,7 +149,8 @@ class Generator(nn.Module):
             nn.Conv2d(self.config.in_channels, c[0], 3, 1, 1, bias=False),
             nn.BatchNorm2d(c[0]),
             nn.ReLU(True),
-            *(ResidualBlock(c[0], self.config.block_width) for _ in range(self.config.blocks)),  # none: the paper's G, its names unchanged
+            # none: the paper's G, its layer names unchanged
+            *(ResidualBlock(c[0], self.config.block_width) for _ in range(self.config.blocks)),
         ]
         for cin, cout in zip(c[:-1], c[1:], strict=True):
             layers += [*self._up(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]

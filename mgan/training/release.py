@@ -77,7 +77,8 @@ def release(trainer: Trainer, run_dir: Path, paths: Paths, samples: Samples | No
     card = zoo.training_card(experiment, len(paths.train), trainer.step, wall_time_s, device)
     # the painting's colours go in too, for the decoder's default "match" post-process (docs/decoding.md)
     # G's weight average where train.average_start asks for one (n_avg steps averaged), else G as it is
-    path = save_release(fp16_safe(trainer.release_generator()), run_dir / RELEASE_NAME, card=card, extra=zoo.scrub_paths({
+    G = fp16_safe(trainer.release_generator())
+    path = save_release(G, run_dir / RELEASE_NAME, card=card, extra=zoo.scrub_paths({
         "style": paths.style.name, "steps": trainer.step, "averaged_steps": trainer.n_avg,
         "photos": len(paths.train), "crops": len(trainer.crops), "noise_crops": trainer.n_crops - trainer.n_photo,
         "run": run_dir.name, "bn": "eval (running statistics)", "experiment": experiment,
