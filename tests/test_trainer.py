@@ -248,6 +248,8 @@ def test_weight_average_is_the_mean_of_its_steps_and_resumes_exactly(tmp_path):
     assert plain.G_avg is None and plain.n_avg == 0
     with pytest.raises(InputError, match="step 3 holds no weight average, but train.average_start is 2"):
         b.load_state_dict(plain.state_dict())
+    with pytest.raises(InputError, match="average_start 7 is past the run's last step 2"):  # 1 epoch of 2 steps
+        Trainer(_tiny_cfg(epochs=1, average_start=7), _random_crops(), progress=False)
 
 
 @pytest.mark.parametrize("overrides, match", [

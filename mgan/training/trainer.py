@@ -135,6 +135,9 @@ class Trainer:
         self.step = 0
         self.steps_per_epoch = len(crops) // self.global_batch  # the last partial batch of an epoch is dropped
         self.total_steps = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
+        if t.average_start is not None and t.average_start > self.total_steps:  # epochs: known only now
+            raise InputError(f"train.average_start {t.average_start} is past the run's last step {self.total_steps}: "
+                             "no step would be averaged")
         # the running mean of G's state at the averaging steps (train.average_start), fp32
         self.G_avg: dict[str, Tensor] | None = None
         self.n_avg = 0
