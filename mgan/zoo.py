@@ -200,11 +200,13 @@ def config_summary(experiment: dict[str, Any]) -> dict[str, Any]:
         "mdan": _mdan_schedule(mdan),
         "crops": f"{crops.get('size')} px at stride {crops.get('stride')}",
         "generator_channels": model.get("channels"),
+        "generator_blocks": _blocks(model),
         "batch": train.get("batch"),
         "lr": train.get("lr"),
         "losses": f"pixel {train.get('pixel_weight')} + adversarial {train.get('adv_weight')}",
         "precision": train.get("precision"),
         "noise_pairs": _noise_pairs(experiment.get("noise") or {}),
+        "weight_average": _average(train),
     }
     return scrub_paths({k: v for k, v in summary.items() if v is not None})
 
@@ -213,8 +215,28 @@ def _noise_pairs(noise: dict[str, Any]) -> str | None:
     """The card's line for noise pairs (mgan.training.config.NoiseConfig), None without them."""
     if not noise.get("count"):
         return None
-    return (f"{noise['count']} Perlin images of {noise.get('size')} px at {noise.get('scale'):g} px scale, "
+    text = (f"{noise['count']} Perlin images of {noise.get('size')} px at {noise.get('scale'):g} px scale, "
             f"{noise.get('per_batch')} crops a step from step {noise.get('start_step')}")
+    if noise.get("content_weight") is not None:  # keyed only when set, as in the stage cache
+        text += f", MDAN content weight {noise['content_weight']:g}"
+    return text
+
+
+def _blocks(model: dict[str, Any]) -> str | None:
+    """The card's line for G's residual blocks (GeneratorConfig.blocks), None for the paper's G."""
+    if not model.get("blocks"):
+        return None
+    width = model.get("block_width") or (model.get("channels") or ["?"])[0]
+    n = model["blocks"]
+    return f"{n} residual block{'s' if n > 1 else ''} of width {width} after the first conv"
+
+
+def _average(train: dict[str, Any]) -> str | None:
+    """The card's line for weight averaging (TrainConfig.average_start), None without it."""
+    if train.get("average_start") is None:
+        return None
+    return (f"mean of G's weights at step {train['average_start']}, every {train.get('average_every')} "
+            "steps after it and the last")
 
 
 def training_card(experiment: dict[str, Any], photos: int, steps: int, wall_time_s: float | None,
