@@ -106,9 +106,12 @@ def checkpoint_release(checkpoint: Path, config: Path, out: Path) -> int:
 
 
 def progression(run: Path, steps: list[int], photos: list[Path], cols: list[tuple[str, Path]], size: int,
-                height: int, device: torch.device) -> Image.Image:
+                height: int, device: torch.device, postprocess: str = "auto") -> Image.Image:
     """Rows: each photo, G of ``run`` at each step (``run/checkpoint-NNNNNN.pt``, or the
-    release ``run/generator.safetensors`` for the run's last step), then ``cols``."""
+    release ``run/generator.safetensors`` for the run's last step), then ``cols``. Every step
+    is decoded with ``postprocess`` (``mgan.decode``'s; ``auto`` gives a checkpoint, which
+    carries no painting colours, ``minmax`` and a release with them ``match``: pass ``none``
+    to show every column as it leaves G)."""
     from mgan.decode import Decoder  # noqa: PLC0415
 
     config = run / "config.yaml"
@@ -127,7 +130,7 @@ def progression(run: Path, steps: list[int], photos: list[Path], cols: list[tupl
                 model = run / "generator.safetensors"
             else:
                 raise InputError(f"{run}: no checkpoint-{step:06d}.pt (and {step} is not the released step)")
-            dec = Decoder(model, device=device, precision="fp32")
+            dec = Decoder(model, device=device, precision="fp32", postprocess=postprocess)
             for i, x in enumerate(images):
                 outs[i].append(io.resize_to_height(dec.decode(x).cpu(), height))
             labels.append(f"step {step}")
@@ -147,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python docs/figures.py", description=__doc__.split("\n\n")[0],
                                 epilog="example: python docs/figures.py columns --photos a.png "
                                        "--column MDAN=eval/mdan --out /tmp/fig.jpg")
+    from mgan.decode import POSTPROCESS  # noqa: PLC0415 (torch is loaded by then anyway)
+
     sub = p.add_subparsers(dest="kind", required=True)
     for name in ("columns", "progression"):
         s = sub.add_parser(name)
@@ -160,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--steps", required=True, help="comma-separated steps, e.g. 1000,2000,2975")
             s.add_argument("--size", type=int, default=384, help="longest side G decodes at (default 384)")
             s.add_argument("--device", default="auto")
+            s.add_argument("--postprocess", default="auto", choices=POSTPROCESS,
+                           help="mgan.decode's post-process for every step (default auto)")
     args = p.parse_args(argv)
     return cli.run(lambda: _run(args), args=args)
 
@@ -184,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError:
             raise InputError(f"--steps: expected comma-separated integers, got {args.steps!r}") from None
         sheet = progression(args.run, steps, args.photos, args.column, args.size, args.height,
-                            cli.resolve_device(args.device))
+                            cli.resolve_device(args.device), args.postprocess)
     with io.atomic_write(args.out) as f:  # a failed save leaves any earlier figure whole
         sheet.save(f, format="JPEG" if args.out.suffix.lower() in (".jpg", ".jpeg") else "PNG", quality=90)
     print(f"wrote {args.out} ({sheet.width}x{sheet.height})", file=sys.stderr)

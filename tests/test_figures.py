@@ -76,6 +76,14 @@ def test_progression_decodes_each_checkpoint_like_its_release(figures, tmp_path)
     assert got.shape[-2:] == expect.shape[-2:]
     assert (got - expect).abs().max() < 2 / 255 + 1e-3  # 8-bit rounding of the sheet
 
+    # with postprocess "none" the column is G's output as it leaves G, whatever the file carries
+    raw = Decoder(ref, device="cpu", precision="fp32", postprocess="none").decode(io.load_image(photos[0]))
+    assert (raw - expect).abs().max() > 0.05  # auto (minmax here) differs from the raw output
+    sheet = figures.progression(run, [7], photos, [], 48, 40, torch.device("cpu"), postprocess="none")
+    cell = torch.from_numpy(np.array(sheet)).permute(2, 0, 1)[None].float() / 255
+    got = cell[..., figures.LABEL_H + 4: figures.LABEL_H + 4 + 40, x0: x0 + 48]
+    assert (got - raw).abs().max() < 2 / 255 + 1e-3
+
     with pytest.raises(figures.InputError, match="checkpoint-000009"):
         figures.progression(run, [9], photos, [], 48, 40, torch.device("cpu"))
 
