@@ -43,6 +43,31 @@ def test_tiled_and_tileable_decodes_match_torch(tiny_release, backend):
 
 
 @pytest.mark.parametrize("backend", FAST)
+def test_a_generator_with_residual_blocks_matches_torch(tmp_path, backend):
+    """The bundled picasso has residual blocks (GeneratorConfig.blocks): their BatchNorms fold
+    into the exported net as G's others do, and the tiles' halo covers their reach."""
+    from conftest import TINY_G_CHANNELS, randomise_bn
+
+    from mgan.generator import Generator, GeneratorConfig, ResidualBlock, save_release
+
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(channels=TINY_G_CHANNELS, blocks=2, block_width=8))
+    for m in G.modules():  # blocks start as the identity (zero last BN scale): make them act
+        if isinstance(m, ResidualBlock):
+            for bn in m.modules():
+                if isinstance(bn, nn.BatchNorm2d):
+                    bn.weight.data.uniform_(0.5, 1.5)
+    path = save_release(randomise_bn(G), tmp_path / "blocks.safetensors")
+    kw = dict(device="cpu", precision="fp32", bn_stats="running", margin=0)
+    dec = decode.Decoder(path, tile=64, backend=backend, **kw)
+    x = noise.perlin(256, 264, seed=1, scale=32.0)
+    assert len(dec.plan(*x.shape[-2:])[0]) > 2, dec.plan(*x.shape[-2:])  # interior tiles: halos on every side
+    y = dec.decode(x)
+    assert dec.dispatch.chosen == backend
+    assert (y - decode.Decoder(path, tile=None, **kw).decode(x)).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("backend", FAST)
 def test_video_frames_match_torch(tiny_release, tmp_path, monkeypatch, backend):
     clip = write_video(tmp_path / "clip.mp4", frames=3)
     frames: dict[str, list[torch.Tensor]] = {}
